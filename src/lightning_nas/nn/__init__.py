@@ -1,0 +1,44 @@
+"""Choice modules for search spaces, and the operations on models that contain them."""
+
+from lightning_nas.nn.choices import (
+    ChoiceExpr,
+    DerivedValue,
+    InputChoice,
+    LayerChoice,
+    Repeat,
+    SelectInputs,
+    ValueChoice,
+    derive,
+    fixed_arch,
+    make_divisible,
+    max_of,
+    resolve,
+)
+from lightning_nas.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticGroupNorm, ElasticLinear
+from lightning_nas.nn.mutation import activate, cardinality, decisions, freeze, has_choices, sample, validate
+
+__all__ = [
+    "ChoiceExpr",
+    "DerivedValue",
+    "ElasticBatchNorm2d",
+    "ElasticConv2d",
+    "ElasticGroupNorm",
+    "ElasticLinear",
+    "InputChoice",
+    "LayerChoice",
+    "Repeat",
+    "SelectInputs",
+    "ValueChoice",
+    "activate",
+    "cardinality",
+    "decisions",
+    "derive",
+    "fixed_arch",
+    "freeze",
+    "has_choices",
+    "make_divisible",
+    "max_of",
+    "resolve",
+    "sample",
+    "validate",
+]
