@@ -96,7 +96,8 @@ def _freeze_children(module: nn.Module) -> nn.Module:
         module._modules[name] = _freeze_children(child)
     freeze_module = getattr(module, "freeze_module", None)
     if callable(freeze_module):
-        return freeze_module()
+        replacement: nn.Module = freeze_module()
+        return replacement.train(module.training)
     for attr, value in list(vars(module).items()):
         if isinstance(value, ChoiceExpr):
             setattr(module, attr, value.evaluate())
