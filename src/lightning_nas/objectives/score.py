@@ -1,0 +1,67 @@
+"""Scalar objectives: what a single-objective strategy maximises."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from lightning_nas.evaluators.base import EvalResult
+
+__all__ = ["METRIC_ALIASES", "METRIC_SCALES", "Objective", "metric_key"]
+
+METRIC_ALIASES: dict[str, str] = {
+    "accuracy": "search/val_acc",
+    "params": "model/params",
+    "macs": "model/macs",
+    "latency": "hw/latency_ms",
+    "memory": "hw/memory_mb",
+}
+"""Short objective names and the result metric each one reads."""
+
+METRIC_SCALES: dict[str, float] = {"params": 1e-6, "macs": 1e-6, "latency": 1.0, "memory": 1.0, "accuracy": 1.0}
+"""Units used in weighted sums: params and MACs in millions, latency in ms, memory in MB."""
+
+
+def metric_key(name: str) -> str:
+    """The result metric for an objective name (an alias or a full ``stage/metric`` name)."""
+    if name in METRIC_ALIASES:
+        return METRIC_ALIASES[name]
+    if "/" in name:
+        return name
+    raise ValueError(f"objective: unknown metric {name!r}; use one of {sorted(METRIC_ALIASES)} or a 'stage/metric' name")
+
+
+class Objective:
+    """A weighted sum of metrics to maximise (negative weights penalise).
+
+    Failed candidates and candidates missing a weighted metric score ``-inf``.
+
+    Args:
+        weights: metric name -> weight, e.g. ``{"accuracy": 1.0, "latency": -0.5}``; params and
+            MACs count in millions, latency in ms, memory in MB.
+
+    Example:
+        >>> score = Objective({"accuracy": 1.0, "params": -0.1})
+        >>> score(EvalResult("ok", {"search/val_acc": 0.9, "model/params": 2e6}))
+        0.7
+    """
+
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        chosen = dict(weights) if weights else {"accuracy": 1.0}
+        self.weights: dict[str, float] = {}
+        for name, weight in chosen.items():
+            metric_key(name)
+            if not isinstance(weight, int | float) or not math.isfinite(weight):
+                raise ValueError(f"objective.weights.{name} must be a finite number, got {weight!r}")
+            self.weights[name] = float(weight)
+
+    def __call__(self, result: EvalResult) -> float:
+        if not result.ok:
+            return -math.inf
+        total = 0.0
+        for name, weight in self.weights.items():
+            value = result.metrics.get(metric_key(name), math.nan)
+            if not math.isfinite(value):
+                return -math.inf
+            total += weight * value * METRIC_SCALES.get(name, 1.0)
+        return round(total, 12)
