@@ -160,7 +160,7 @@ def test_bad_choice_arguments() -> None:
         ValueChoice([], label="k")
     with pytest.raises(ValueError, match="non-empty string label"):
         ValueChoice([1], label="")
-    with pytest.raises(ValueError, match="contain no '.'"):
+    with pytest.raises(ValueError, match=r"contain no '\.'"):
         LayerChoice({"a.b": nn.Identity}, label="x")
 
 

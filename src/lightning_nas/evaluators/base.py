@@ -40,7 +40,9 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
-            "metrics": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()},
+            "metrics": {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()
+            },
             "error": self.error,
             "duration_s": self.duration_s,
         }

@@ -24,12 +24,12 @@ from lightning_nas.arch import Architecture, ChoiceValue, normalise_value
 
 __all__ = [
     "ChoiceExpr",
-    "Switchable",
     "DerivedValue",
     "InputChoice",
     "LayerChoice",
     "Repeat",
     "SelectInputs",
+    "Switchable",
     "ValueChoice",
     "derive",
     "fixed_arch",
@@ -180,7 +180,7 @@ class ValueChoice(ChoiceExpr):
     def evaluate(self, values: Mapping[str, Any] | None = None) -> Any:
         if values is None:
             return self.value
-        return values[self.label] if self.label in values else self.value
+        return values.get(self.label, self.value)
 
     def __repr__(self) -> str:
         return f"ValueChoice({list(self.candidates)}, label={self.label!r})"

@@ -28,7 +28,9 @@ def metric_key(name: str) -> str:
         return METRIC_ALIASES[name]
     if "/" in name:
         return name
-    raise ValueError(f"objective: unknown metric {name!r}; use one of {sorted(METRIC_ALIASES)} or a 'stage/metric' name")
+    raise ValueError(
+        f"objective: unknown metric {name!r}; use one of {sorted(METRIC_ALIASES)} or a 'stage/metric' name"
+    )
 
 
 class Objective:

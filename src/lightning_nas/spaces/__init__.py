@@ -1,5 +1,16 @@
 """Search spaces, registered by name (Hydra group ``search_space``)."""
 
 from lightning_nas.spaces.base import SPACES, SearchSpace, register_space
+from lightning_nas.spaces.efficient_convnet import EfficientConvNetSpace
+from lightning_nas.spaces.macro_convnet import MacroConvNetSpace
+from lightning_nas.spaces.ops import MACRO_OPS, register_op
 
-__all__ = ["SPACES", "SearchSpace", "register_space"]
+__all__ = [
+    "MACRO_OPS",
+    "SPACES",
+    "EfficientConvNetSpace",
+    "MacroConvNetSpace",
+    "SearchSpace",
+    "register_op",
+    "register_space",
+]
