@@ -207,3 +207,19 @@ def test_activate_sets_shared_choices_everywhere(toy_space) -> None:
     assert all(d.value == arch[label] for label, d in decisions(supernet).items())
     assert validate(decisions(supernet), arch) == arch
     assert sample(decisions(supernet), np.random.default_rng(5)) == toy_space.sample(np.random.default_rng(5))
+
+
+def test_validate_canonicalises_numbers_but_not_bools(toy_space) -> None:
+    arch = dict(toy_space.sample(np.random.default_rng(0)))
+    as_float = toy_space.validate({**arch, "kernel": 3.0})
+    assert type(as_float["kernel"]) is int and as_float == toy_space.validate({**arch, "kernel": 3})
+    with pytest.raises(ValueError, match="value True for decision 'depth'"):
+        toy_space.validate({**arch, "depth": True})
+    with fixed_arch({"k": 3.0}):
+        assert type(ValueChoice([3, 5], label="k")) is int
+
+
+def test_repeat_accepts_a_shared_depth_choice_in_fixed_mode() -> None:
+    with fixed_arch({"d": 2}):
+        stack = Repeat(lambda i: nn.Linear(2, 2), [1, 2, 3], label="d")
+    assert isinstance(stack, nn.Sequential) and len(stack) == 2

@@ -24,6 +24,7 @@ from lightning_nas.arch import Architecture, ChoiceValue, normalise_value
 
 __all__ = [
     "ChoiceExpr",
+    "match_candidate",
     "DerivedValue",
     "InputChoice",
     "LayerChoice",
@@ -52,6 +53,21 @@ def fixed_arch(arch: Mapping[str, Any]) -> Iterator[Architecture]:
         _FIXED.reset(token)
 
 
+def match_candidate(label: str, value: Any, candidates: Sequence[ChoiceValue]) -> ChoiceValue:
+    """The candidate equal to ``value`` (ints match equal floats, bools match only bools).
+
+    Raises:
+        ValueError: naming the label and value when no candidate matches.
+    """
+    for candidate in candidates:
+        same_kind = isinstance(candidate, bool) == isinstance(value, bool) and (
+            isinstance(candidate, str) == isinstance(value, str)
+        )
+        if same_kind and candidate == value:
+            return candidate
+    raise ValueError(f"value {value!r} for decision {label!r} is not one of {list(candidates)}")
+
+
 def _fixed_value(label: str, candidates: Sequence[ChoiceValue]) -> ChoiceValue | None:
     """The value chosen for ``label`` in the active fixed architecture, or None outside one."""
     arch = _FIXED.get()
@@ -59,10 +75,7 @@ def _fixed_value(label: str, candidates: Sequence[ChoiceValue]) -> ChoiceValue |
         return None
     if label not in arch:
         raise ValueError(f"architecture has no value for decision {label!r}")
-    value = arch[label]
-    if value not in candidates:
-        raise ValueError(f"value {value!r} for decision {label!r} is not one of {list(candidates)}")
-    return value
+    return match_candidate(label, arch[label], candidates)
 
 
 class Switchable(nn.Module):
@@ -357,9 +370,13 @@ class Repeat(Switchable):
 
     @classmethod
     def _plain_instance(cls, block: Callable[[int], nn.Module], depth: Any, label: str = "") -> nn.Module | None:
-        if _FIXED.get() is None:
+        arch = _FIXED.get()
+        if arch is None:
             return None
-        chosen = depth if isinstance(depth, int) else ValueChoice(list(depth), label=label)
+        if isinstance(depth, ChoiceExpr):
+            chosen = depth.evaluate(arch)
+        else:
+            chosen = depth if isinstance(depth, int) else ValueChoice(list(depth), label=label)
         return nn.Sequential(*(block(i) for i in range(int(chosen))))
 
     def __init__(self, block: Callable[[int], nn.Module], depth: Any, label: str = "") -> None:

@@ -56,7 +56,8 @@ class ElasticConv2d(Switchable):
         max_in, max_out, max_k = int(max_of(in_channels)), int(max_of(self.out_channels)), int(max_of(kernel_size))
         self.weight = nn.Parameter(torch.empty(max_out, 1 if depthwise else max_in, max_k, max_k))
         self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
-        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        if self.weight.device.type != "meta":  # a meta supernet only lists decisions
+            nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def _active(self) -> tuple[int, int, int]:
         return int(resolve(self.in_channels)), int(resolve(self.out_channels)), int(resolve(self.kernel_size))

@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from lightning_nas.arch import Architecture
-from lightning_nas.nn.choices import ChoiceExpr, ValueChoice
+from lightning_nas.nn.choices import ChoiceExpr, ValueChoice, match_candidate
 
 __all__ = [
     "activate",
@@ -78,10 +78,7 @@ def validate(choices: Mapping[str, ValueChoice], arch: Mapping[str, Any]) -> Arc
     missing = sorted(set(choices) - set(frozen))
     if missing:
         raise ValueError(f"architecture has no value for decision {missing[0]!r}")
-    for label, value in frozen.items():
-        if value not in choices[label].candidates:
-            raise ValueError(f"value {value!r} for decision {label!r} is not one of {list(choices[label].candidates)}")
-    return frozen
+    return Architecture({label: match_candidate(label, v, choices[label].candidates) for label, v in frozen.items()})
 
 
 def activate(model: nn.Module, arch: Mapping[str, Any]) -> None:

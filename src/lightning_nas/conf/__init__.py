@@ -1,0 +1,1 @@
+"""Hydra configuration tree (a package so it is found from an installed wheel too)."""

@@ -1,0 +1,231 @@
+"""Structured configs: one dataclass per Hydra group option, registered in the ConfigStore.
+
+Every YAML preset under ``conf/`` extends one of these (``defaults: [<name>_schema, _self_]``),
+so a misspelt key or a wrong type fails at composition with the key named. ``_target_`` names
+the public class built from the node; its ``__init__`` matches the dataclass (a test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING
+
+__all__ = ["GROUP_SCHEMAS", "LightningNASConfig", "register_configs"]
+
+
+# --- data -------------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    batch_size: int = 64
+    num_workers: int = 0
+    val_fraction: float = 0.2
+    seed: int = II("seed")
+    max_train_samples: int | None = None
+    max_val_samples: int | None = None
+    max_test_samples: int | None = None
+    augment: bool = False
+    normalize: bool = True
+
+
+@dataclass
+class DigitsConfig(DataConfig):
+    _target_: str = "lightning_nas.data.DigitsDataModule"
+    test_fraction: float = 0.2
+
+
+@dataclass
+class FashionMNISTConfig(DataConfig):
+    _target_: str = "lightning_nas.data.FashionMNISTDataModule"
+    data_dir: str | None = None
+    download: bool = False
+
+
+@dataclass
+class CIFAR10Config(DataConfig):
+    _target_: str = "lightning_nas.data.CIFAR10DataModule"
+    data_dir: str = "data/cifar10"
+    download: bool = False
+
+
+@dataclass
+class ImageFolderConfig(DataConfig):
+    _target_: str = "lightning_nas.data.ImageFolderDataModule"
+    root: str = MISSING
+    val_dir: str | None = None
+    test_dir: str | None = None
+    image_size: int = 32
+    channels: int = 3
+    test_fraction: float = 0.2
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+# --- search spaces ----------------------------------------------------------------------------
+@dataclass
+class EfficientConvNetConfig:
+    _target_: str = "lightning_nas.spaces.EfficientConvNetSpace"
+    width_multipliers: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0])
+    depth_multipliers: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0])
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 5, 7])
+    expansions: list[int] = field(default_factory=lambda: [1, 3, 6])
+    se_ratios: list[float] = field(default_factory=lambda: [0.0, 0.25])
+    resolutions: list[int] | None = None
+    stem_channels: int = 16
+    stage_channels: list[int] = field(default_factory=lambda: [16, 24, 40, 80])
+    stage_depths: list[int] = field(default_factory=lambda: [1, 2, 2, 1])
+    stage_strides: list[int] = field(default_factory=lambda: [1, 2, 2, 1])
+    stem_stride: int | None = None
+    head_channels: int = 160
+    activation: str = "swish"
+    dropout: float = 0.0
+
+
+@dataclass
+class MacroConvNetConfig:
+    _target_: str = "lightning_nas.spaces.MacroConvNetSpace"
+    num_layers: list[int] = field(default_factory=lambda: [6, 8, 10, 12, 14, 16, 18, 20, 22])
+    ops: list[str] = field(default_factory=lambda: [
+        "conv3x3", "conv5x5", "depthwise_conv", "sep_conv3x3", "dil_conv3x3", "max_pool", "avg_pool", "skip_connect",
+    ])
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256, 512])
+    num_reductions: int | None = None
+    activations: list[str] = field(default_factory=lambda: ["relu", "swish", "gelu"])
+    norms: list[str] = field(default_factory=lambda: ["batch", "group", "layer"])
+    residual: list[bool] = field(default_factory=lambda: [False, True])
+    squeeze_excite: list[bool] = field(default_factory=lambda: [False, True])
+    stem_channels: int = 16
+    dropout: float = 0.0
+
+
+# --- strategies -------------------------------------------------------------------------------
+@dataclass
+class RandomConfig:
+    _target_: str = "lightning_nas.strategies.RandomSearch"
+    num_samples: int = 20
+    seed: int = II("seed")
+
+
+@dataclass
+class EvolutionConfig:
+    _target_: str = "lightning_nas.strategies.EvolutionStrategy"
+    num_samples: int | None = None
+    seed: int = II("seed")
+    mode: str = "ga"
+    population_size: int = 50
+    generations: int = 5
+    mutation_rate: float = 0.1
+    crossover_rate: float = 0.8
+    tournament_size: int = 5
+    elitism: int = 2
+
+
+@dataclass
+class NSGA2Config:
+    _target_: str = "lightning_nas.strategies.NSGA2Strategy"
+    num_samples: int | None = None
+    seed: int = II("seed")
+    population_size: int = 20
+    generations: int = 5
+    mutation_rate: float = 0.2
+    crossover_rate: float = 0.9
+
+
+# --- evaluators -------------------------------------------------------------------------------
+@dataclass
+class TrainEvaluatorConfig:
+    _target_: str = "lightning_nas.evaluators.TrainEvaluator"
+    max_epochs: int = 3
+    max_steps: int = -1
+    limit_train_batches: float = 1.0
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    warmup_epochs: int = 0
+    final_max_epochs: int | None = None
+    latency_repeats: int = 20
+    latency_threads: int = 1
+    seed: int = II("seed")
+    accelerator: str = II("trainer.accelerator")
+    deterministic: bool = II("trainer.deterministic")
+
+
+# --- objective, trainer, logger ---------------------------------------------------------------
+@dataclass
+class ObjectiveConfig:
+    _target_: str = "lightning_nas.objectives.Objective"
+    weights: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})
+
+
+@dataclass
+class MultiObjectiveConfig:
+    _target_: str = "lightning_nas.objectives.MultiObjective"
+    metrics: dict[str, str] = field(default_factory=lambda: {"accuracy": "max", "latency": "min"})
+    weights: dict[str, float] | None = None
+    constraints: dict[str, Any] | None = None
+    reference_point: dict[str, float] | None = None
+
+
+@dataclass
+class TrainerConfig:
+    """Where candidates train; the training recipe itself lives in the evaluator group."""
+
+    accelerator: str = "cpu"
+    deterministic: bool = True
+
+
+@dataclass
+class WandbLoggerConfig:
+    _target_: str = "lightning_nas.callbacks.WandbSearchLogger"
+    project: str = "lightning_nas"
+    mode: str = "offline"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+    run_name: str | None = None
+
+
+# --- the whole run ----------------------------------------------------------------------------
+@dataclass
+class LightningNASConfig:
+    """Top level: one node per group plus run-wide settings."""
+
+    data: Any = MISSING
+    search_space: Any = MISSING
+    strategy: Any = MISSING
+    evaluator: Any = MISSING
+    objective: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = MISSING
+    name: str = "default"
+    seed: int = 0
+    resume: bool = False
+    output_dir: str | None = None
+    final_training: bool = True
+    progress: bool = True
+    top_k: int = 5
+
+
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "data": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig, "cifar10": CIFAR10Config,
+             "image_folder": ImageFolderConfig},
+    "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig},
+    "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config},
+    "evaluator": {"train": TrainEvaluatorConfig},
+    "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
+    "trainer": {"cpu": TrainerConfig},
+    "logger": {"wandb": WandbLoggerConfig},
+}
+"""Group -> schema name -> dataclass; each is stored as ``<name>_schema`` in its group."""
+
+
+def register_configs() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(name="lightning_nas_schema", node=LightningNASConfig)
+    for group, schemas in GROUP_SCHEMAS.items():
+        for name, schema in schemas.items():
+            store.store(group=group, name=f"{name}_schema", node=schema)

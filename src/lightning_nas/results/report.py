@@ -1,0 +1,68 @@
+"""Terminal summary of a search: the top candidates and the best architecture."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from lightning_nas.results.history import History, Record
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.base import ScoreFn
+
+__all__ = ["format_metric", "summary_table", "top_records"]
+
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("val_acc", "search/val_acc"),
+    ("params", "model/params"),
+    ("MACs", "model/macs"),
+    ("latency_ms", "hw/latency_ms"),
+    ("memory_MB", "hw/memory_mb"),
+)
+
+
+def top_records(history: History, score: ScoreFn, k: int) -> list[Record]:
+    """The ``k`` best successful records, best first."""
+    ranked = sorted((r for r in history if math.isfinite(score(r.result))), key=lambda r: (-score(r.result), r.index))
+    return ranked[:k]
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """Human units: 1.23M params, 4.5M MACs, 3 decimals for accuracies, 2 for ms and MB."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if name in ("model/params", "model/macs"):
+        return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value / 1e3:.1f}K"
+    if "acc" in name:
+        return f"{value:.4f}"
+    return f"{value:.2f}"
+
+
+def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    return [line, "-" * len(line)] + ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+
+
+def summary_table(top: Sequence[Record], space: SearchSpace, best: Record, test: dict[str, float],
+                  output_dir: Path) -> str:
+    """The block printed at the end of a run."""
+    header = ["rank", "#", "arch_id", *(title for title, _ in _COLUMNS)]
+    rows = [
+        [
+            str(rank),
+            str(r.index),
+            r.arch.digest(),
+            *(format_metric(key, r.result.metrics.get(key)) for _, key in _COLUMNS),
+        ]
+        for rank, r in enumerate(top, start=1)
+    ]
+    lines = ["", f"Top {len(top)} architectures", *_render(header, rows), ""]
+    lines.append(f"Best architecture ({best.arch.digest()}): {space.describe(best.arch)}")
+    metrics = best.result.metrics
+    lines.append("  " + ", ".join(f"{title} {format_metric(key, metrics.get(key))}" for title, key in _COLUMNS))
+    if test:
+        lines.append(f"  retrained from scratch: test accuracy {format_metric('test/acc', test.get('test/acc'))}")
+    files = [output_dir / "history.jsonl", output_dir / "best" / "arch.json", output_dir / "summary.json"]
+    lines.append("Files: " + ", ".join(map(str, files)))
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""``run(cfg)``: build the objects a composed config names and run one search. Orchestration only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_nas.results.history import History
+from lightning_nas.results.report import summary_table, top_records
+from lightning_nas.search import best_record, run_search
+
+__all__ = ["ConfigError", "build_node", "resolve_output_dir", "run"]
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key."""
+
+
+def build_node(cfg: DictConfig, group: str, **runtime: Any) -> Any:
+    """Instantiate ``cfg[group]``; a constructor's ValueError comes back as a one-line ConfigError."""
+    node = cfg[group]
+    try:
+        return instantiate(node, **runtime, _convert_="all", _recursive_=False)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if not message.startswith(f"{group}."):
+            message = f"{group}: {message}"
+        raise ConfigError(message) from cause
+
+
+def resolve_output_dir(cfg: DictConfig) -> Path:
+    """``output_dir`` when set, else Hydra's run folder (a dated folder under ``outputs/``)."""
+    if cfg.get("output_dir"):
+        return Path(str(cfg.output_dir))
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    raise ConfigError("output_dir: set output_dir=<folder> when running outside the Hydra app")
+
+
+def _quiet_libraries() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def _open_history(output_dir: Path, resume: bool) -> History:
+    path = output_dir / "history.jsonl"
+    if path.exists() and path.stat().st_size > 0 and not resume:
+        raise ConfigError(f"resume: {output_dir} already holds a search; pass resume=true to continue it "
+                          "or choose another output_dir")
+    return History(path)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary."""
+    _quiet_libraries()
+    started = time.perf_counter()
+    output_dir = resolve_output_dir(cfg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    history = _open_history(output_dir, bool(cfg.resume))
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    datamodule = build_node(cfg, "data")
+    space = build_node(cfg, "search_space", input_shape=list(datamodule.input_shape),
+                       num_classes=datamodule.num_classes)
+    strategy = build_node(cfg, "strategy")
+    evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
+    objective = build_node(cfg, "objective")
+    logger = build_node(cfg, "logger", output_dir=str(output_dir),
+                        run_config=OmegaConf.to_container(cfg, resolve=True))
+    log.info("search space %s: %d decisions, %.3g architectures", space, len(space.decisions), space.cardinality)
+
+    run_search(space, strategy, evaluator, history, score=objective, listeners=[logger], progress=bool(cfg.progress))
+    search_seconds = time.perf_counter() - started
+
+    best = best_record(history, objective)
+    best.arch.save(output_dir / "best" / "arch.json")
+    test_metrics: dict[str, float] = {}
+    if cfg.final_training:
+        log.info("retraining the best architecture %s from scratch for the test report", best.arch.digest())
+        test_metrics = evaluator.test(space, best.arch)
+    summary = {
+        "name": cfg.name,
+        "output_dir": str(output_dir),
+        "best": {"index": best.index, "arch_id": best.arch.digest(), "arch": best.arch.to_dict(),
+                 "score": objective(best.result), "metrics": best.result.metrics},
+        "test": test_metrics,
+        "evaluations": len(history),
+        "failed": sum(not r.result.ok for r in history),
+        "search_seconds": round(search_seconds, 2),
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    logger.log_summary({"test/acc": test_metrics.get("test/acc", float("nan")), "best/score": objective(best.result)})
+    logger.finish()
+    table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir)
+    print(table, flush=True)  # the run's result for the person at the terminal
+    return summary

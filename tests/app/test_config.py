@@ -1,0 +1,84 @@
+"""Every preset composes; every _target_ matches its schema; bad keys and values are named."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from lightning_nas.config import GROUP_SCHEMAS, register_configs
+
+CONF = Path(__file__).resolve().parents[2] / "src" / "lightning_nas" / "conf"
+RUNTIME_ARGS = {"input_shape", "num_classes", "datamodule", "output_dir", "run_config"}
+
+
+def _compose(overrides: list[str]):
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _presets() -> list[tuple[str, str]]:
+    return sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize(("group", "name"), _presets())
+def test_every_preset_composes(group: str, name: str) -> None:
+    override = f"{group}={name}"
+    extra = ["data.root=/tmp/images"] if (group, name) == ("data", "image_folder") else []
+    cfg = _compose([override, *extra])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    if group == "experiment":
+        assert cfg.name == name
+
+
+def _target(path: str):
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize(
+    "schema", [s for schemas in GROUP_SCHEMAS.values() for s in schemas.values()], ids=lambda s: s.__name__
+)
+def test_targets_match_their_schema(schema: type) -> None:
+    fields = {f.name for f in dataclasses.fields(schema)} - {"_target_"}
+    target_field = next((f for f in dataclasses.fields(schema) if f.name == "_target_"), None)
+    if target_field is None:
+        return  # a plain settings node (trainer)
+    cls = _target(target_field.default)
+    assert not cls.__name__.startswith("_"), "targets are public classes"
+    params = inspect.signature(cls.__init__).parameters
+    accepted = {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    assert fields - accepted == set(), f"{cls.__name__} does not accept {sorted(fields - accepted)}"
+    required = {n for n in accepted if params[n].default is inspect.Parameter.empty}
+    assert required - fields - RUNTIME_ARGS == set()
+    assert (accepted - fields) - RUNTIME_ARGS == set(), f"schema lacks {sorted(accepted - fields - RUNTIME_ARGS)}"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.batch_sise=3", "batch_sise"),
+        ("data.batch_size=many", "data.batch_size"),
+        ("strategy.population_size=1.5", "strategy.population_size"),
+        ("search_space.kernel_sizes=[a]", "search_space.kernel_sizes"),
+        ("evaluator.lr=fast", "evaluator.lr"),
+        ("objective.weights=3", "objective.weights"),
+        ("logger.mod=offline", "mod"),
+        ("sed=3", "sed"),
+    ],
+)
+def test_bad_key_or_type_names_it(override: str, key: str) -> None:
+    with pytest.raises(Exception) as info:
+        _compose([override])
+    assert key in str(info.value)
+
+
+def test_unknown_group_option_names_it() -> None:
+    with pytest.raises(Exception, match="strategy"):
+        _compose(["strategy=evolutoin"])

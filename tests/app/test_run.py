@@ -1,0 +1,99 @@
+"""The app end to end on a tiny budget: files, errors, and resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from lightning_nas.arch import Architecture
+from lightning_nas.config import register_configs
+from lightning_nas.run import ConfigError, run
+
+TINY = [
+    "data.max_train_samples=160",
+    "data.max_val_samples=80",
+    "data.max_test_samples=80",
+    "search_space.width_multipliers=[0.5,0.75]",
+    "search_space.depth_multipliers=[0.5,1.0]",
+    "evaluator.max_epochs=1",
+    "evaluator.final_max_epochs=1",
+    "evaluator.latency_repeats=3",
+    "logger=none",
+    "progress=false",
+]
+
+
+def _cfg(tmp_path: Path, *overrides: str):
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[*TINY, f"output_dir={tmp_path}", *overrides])
+
+
+def test_run_writes_history_best_and_summary(tmp_path, capsys) -> None:
+    summary = run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=3", "logger=wandb"))
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2]
+    best = Architecture.load(tmp_path / "best" / "arch.json")
+    assert best.to_dict() == summary["best"]["arch"]
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert 0.0 <= on_disk["test"]["test/acc"] <= 1.0
+    assert on_disk["evaluations"] == 3
+    assert {"search/val_acc", "model/params", "model/macs", "hw/latency_ms"} <= set(on_disk["best"]["metrics"])
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    printed = capsys.readouterr().out
+    assert "Best architecture" in printed and best.digest() in printed
+
+
+def test_bad_value_is_a_config_error_naming_the_key(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.batch_size"):
+        run(_cfg(tmp_path, "data.batch_size=0"))
+
+
+def test_existing_history_without_resume_is_refused(tmp_path) -> None:
+    (tmp_path / "history.jsonl").write_text('{"index": 0}\n')
+    with pytest.raises(ConfigError, match="resume=true"):
+        run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=1"))
+
+
+def _cli(tmp_path: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "lightning_nas", *TINY, f"output_dir={tmp_path}", "final_training=false", *overrides]
+
+
+def test_cli_reports_a_bad_value_on_one_line(tmp_path) -> None:
+    done = subprocess.run(_cli(tmp_path, "strategy.mutation_rate=2.0"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lightning_nas: error:")]
+    assert len(errors) == 1 and "strategy.mutation_rate" in errors[0]
+
+
+def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path) -> None:
+    overrides = ["strategy=evolution", "strategy.population_size=4", "strategy.generations=2",
+                 "strategy.tournament_size=2", "strategy.elitism=1"]
+    history = tmp_path / "history.jsonl"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(_cli(tmp_path, *overrides), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = history.read_text().splitlines()
+    assert 3 <= len(before) < 8, "the run must be killed mid-search"
+
+    resumed = subprocess.run(_cli(tmp_path, *overrides, "resume=true"), env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = history.read_text().splitlines()
+    assert after[: len(before)] == before
+    records = [json.loads(line) for line in after]
+    assert [r["index"] for r in records] == list(range(8))
+    assert len({r["arch_id"] for r in records}) == 8
