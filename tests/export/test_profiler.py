@@ -1,0 +1,67 @@
+"""Profiling an exported ``.pte``: latency, planned memory, ETDump operator profile, threads."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lightning_nas.export import export_model, planned_memory_bytes, profile_pte
+
+ARCH = {"width": 4, "kernel": 3, "depth": 1, "block0/op": "conv", "block1/op": "conv", "block2/op": "conv"}
+
+
+@pytest.fixture(scope="module")
+def cache() -> dict[str, Path]:
+    return {}
+
+
+@pytest.fixture
+def pte(toy_space: Any, tmp_path_factory: pytest.TempPathFactory, cache: dict[str, Path]) -> Path:
+    if "pte" not in cache:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = toy_space.build(ARCH)
+        path = tmp_path_factory.mktemp("profile") / "toy.pte"
+        cache["pte"] = export_model(model, torch.zeros(1, 1, 8, 8), path).path
+    return cache["pte"]
+
+
+def _pool_size() -> int:
+    from executorch.extension.pybindings import portable_lib
+
+    return int(portable_lib._threadpool_get_thread_count())
+
+
+def test_latency_memory_and_threads(pte: Path) -> None:
+    before = _pool_size()
+    profile = profile_pte(pte, (1, 8, 8), repeats=20, warmup=2, threads=1)
+    assert 0 < profile.median_ms <= profile.p90_ms
+    assert profile.mean_ms > 0 and profile.repeats == 20
+    assert profile.threads == 1 and _pool_size() == before, "the threadpool size must be restored"
+    # input (1x1x8x8 floats) and logits (10 floats) live in the memory plan at least
+    assert profile.planned_memory_bytes == planned_memory_bytes(pte) >= (64 + 10) * 4
+    assert profile.file_bytes == pte.stat().st_size
+    assert profile.op_profile == () and profile.op_profile_source == "none"
+
+
+def test_etdump_operator_profile_csv(pte: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ops.csv"
+    profile = profile_pte(pte, (1, 1, 8, 8), repeats=10, warmup=2, etdump_csv=out)
+    assert profile.op_profile_source == "etdump" and profile.etdump_csv == out
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(profile.op_profile)
+    events = {row["event"]: row for row in rows}
+    assert "DELEGATE_CALL" in events and "Method::execute" in events
+    assert int(events["Method::execute"]["count"]) == 10  # warmup runs dropped
+    assert float(events["Method::execute"]["median_ms"]) > 0
+    xnnpack_ops = [row for row in rows if row["delegated"] == "1"]
+    assert any("Convolution" in row["event"] for row in xnnpack_ops)
+
+
+def test_rejects_a_wrong_input_shape(pte: Path) -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        profile_pte(pte, (3, 8, 8), repeats=1)
