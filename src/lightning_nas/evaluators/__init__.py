@@ -6,6 +6,7 @@ from lightning_nas.evaluators.classifier import (
     RecalibrateBatchNorm,
     recalibrate_batchnorm,
 )
+from lightning_nas.evaluators.supernet import SupernetEvaluator, recalibrate_bn, retrain
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 
 __all__ = [
@@ -14,8 +15,11 @@ __all__ = [
     "Evaluator",
     "RecalibrateBatchNorm",
     "Status",
+    "SupernetEvaluator",
     "TrainEvaluator",
     "derive_seed",
     "recalibrate_batchnorm",
+    "recalibrate_bn",
+    "retrain",
     "seeded",
 ]

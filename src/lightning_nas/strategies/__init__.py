@@ -5,17 +5,22 @@ from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.nsga2 import NSGA2Strategy
 from lightning_nas.strategies.operators import crossover, mutate, sample_unseen
 from lightning_nas.strategies.random_search import RandomSearch
+from lightning_nas.strategies.supernet import PathSampler, SupernetModule, SupernetSpace, path_extremes
 
 __all__ = [
     "STRATEGIES",
     "EvolutionStrategy",
     "NSGA2Strategy",
+    "PathSampler",
     "RandomSearch",
     "ScoreFn",
     "Strategy",
+    "SupernetModule",
+    "SupernetSpace",
     "crossover",
     "default_score",
     "mutate",
+    "path_extremes",
     "register_strategy",
     "sample_unseen",
 ]

@@ -1,0 +1,284 @@
+"""Scoring subnets with inherited supernet weights (no training), and retraining the winner.
+
+:class:`SupernetEvaluator` freezes a path of a trained supernet, re-estimates its BatchNorm
+statistics on a few training batches (:func:`recalibrate_bn`) and measures its accuracy on
+cached validation batches: milliseconds per subnet, so a strategy can score hundreds.
+:func:`retrain` is the final stage: the chosen architecture trained from scratch or fine-tuned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.evaluators.classifier import recalibrate_batchnorm
+from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
+from lightning_nas.hardware.profile import count_params, profile_model
+from lightning_nas.nn import freeze, has_choices
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.supernet import SupernetModule, SupernetSpace
+
+__all__ = ["RETRAIN_MODES", "SupernetEvaluator", "recalibrate_bn", "retrain"]
+
+log = logging.getLogger(__name__)
+
+RETRAIN_MODES = ("scratch", "finetune")
+
+
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate the running statistics of every BatchNorm layer of ``model`` from ``batches``.
+
+    The same procedure as :func:`~lightning_nas.evaluators.classifier.recalibrate_batchnorm`
+    (cumulative average over train-mode BN forwards under ``no_grad``, other layers in eval mode,
+    momenta and training flags restored).
+
+    Example:
+        >>> recalibrate_bn(subnet, [x for x, _ in calibration_loader])  # doctest: +SKIP
+        5
+    """
+    return recalibrate_batchnorm(model, batches)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+class SupernetEvaluator(Evaluator):
+    """Scores a path of a trained supernet with inherited weights; never raises for a bad candidate.
+
+    For each architecture: ``freeze`` the path (a plain copy with the supernet's weights),
+    :func:`recalibrate_bn` on ``calibration_batches`` training batches, then accuracy on the
+    validation batches (``search/val_acc``). Both sets of batches are read once and cached as
+    tensors on the supernet's device, so every subnet sees the same data. ``model/params``
+    is always reported; with ``measure_hardware`` also ``model/macs``, ``hw/memory_mb``,
+    ``hw/latency_ms`` and ``hw/latency_p90_ms`` (cached per architecture).
+
+    Data comes from ``datamodule`` (``train_dataloader()``/``val_dataloader()``, after
+    ``setup("fit")``) or from explicit ``train_dataloader``/``val_dataloader`` iterables of
+    ``(inputs, targets, ...)`` batches.
+
+    Args:
+        supernet_module_or_supernet: a :class:`SupernetModule` or a supernet ``nn.Module``.
+        datamodule: the data (or pass the two loaders).
+        calibration_batches: training batches for BN recalibration (0 keeps the supernet's statistics).
+        max_val_batches: cap on validation batches (None: all).
+        latency_repeats: timed forward passes per latency measurement.
+        measure_hardware: also measure MACs, memory and latency.
+        train_dataloader: training batches, instead of ``datamodule``.
+        val_dataloader: validation batches, instead of ``datamodule``.
+
+    Example:
+        >>> evaluator = SupernetEvaluator(module, dm, measure_hardware=False)  # doctest: +SKIP
+        >>> evaluator.evaluate(space, space.sample(rng)).metrics["search/val_acc"]  # doctest: +SKIP
+        0.91
+    """
+
+    def __init__(
+        self,
+        supernet_module_or_supernet: nn.Module,
+        datamodule: L.LightningDataModule | None = None,
+        calibration_batches: int = 5,
+        max_val_batches: int | None = None,
+        latency_repeats: int = 10,
+        measure_hardware: bool = True,
+        *,
+        train_dataloader: Iterable[Any] | None = None,
+        val_dataloader: Iterable[Any] | None = None,
+    ) -> None:
+        module = supernet_module_or_supernet
+        self.supernet: nn.Module = module.supernet if isinstance(module, SupernetModule) else module
+        if not isinstance(self.supernet, nn.Module) or not has_choices(self.supernet):
+            raise ValueError(f"SupernetEvaluator needs a supernet with lightning_nas choices, "
+                             f"got {type(module).__name__}")
+        _check_int("calibration_batches", calibration_batches, 0)
+        _check_int("latency_repeats", latency_repeats, 1)
+        if max_val_batches is not None:
+            _check_int("max_val_batches", max_val_batches, 1)
+        if datamodule is None and (train_dataloader is None or val_dataloader is None):
+            raise ValueError("SupernetEvaluator needs a datamodule, or both train_dataloader and "
+                             "val_dataloader")
+        self.owner_space = module.space if isinstance(module, SupernetModule) else None
+        self.datamodule = datamodule
+        self.calibration_batches, self.max_val_batches = calibration_batches, max_val_batches
+        self.latency_repeats, self.measure_hardware = latency_repeats, bool(measure_hardware)
+        self._loaders = (train_dataloader, val_dataloader)
+        self._calibration: list[torch.Tensor] | None = None
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._hardware: dict[Architecture, dict[str, float]] = {}
+        self.num_evaluated = 0
+        self.seconds = 0.0
+
+    @property
+    def subnets_per_second(self) -> float:
+        """Successful evaluations per second of evaluation time (0 before any)."""
+        return self.num_evaluated / self.seconds if self.seconds > 0 else 0.0
+
+    def space(self) -> SearchSpace:
+        """The supernet module's space, or a :class:`SupernetSpace` shaped from the validation data."""
+        if self.owner_space is not None:
+            return self.owner_space
+        x, _ = self._val_batches()[0]
+        was_training = self.supernet.training
+        try:
+            with torch.no_grad():
+                out = self.supernet.eval()(x[:1])
+        finally:
+            self.supernet.train(was_training)
+        return SupernetSpace(self.supernet, tuple(x.shape[1:]), int(out.shape[-1]))
+
+    def evaluate(self, space: SearchSpace, arch: Architecture) -> EvalResult:
+        """``search/val_acc`` of the path ``arch`` with inherited weights, plus model metrics."""
+        start = time.perf_counter()
+        metrics: dict[str, float] = {}
+        try:
+            chosen = space.validate(arch)
+            model = self.subnet(chosen)
+            metrics["search/val_acc"] = self._accuracy(model)
+            metrics.update(self._model_metrics(chosen, model, space.input_shape))
+        except Exception as error:  # a bad candidate must not end the search
+            log.debug("subnet %s failed", arch.digest(), exc_info=True)
+            return EvalResult.failed(f"{type(error).__name__}: {error}", metrics, time.perf_counter() - start)
+        duration = time.perf_counter() - start
+        self.num_evaluated += 1
+        self.seconds += duration
+        return EvalResult("ok", metrics, duration_s=duration)
+
+    def subnet(self, arch: Architecture) -> nn.Module:
+        """The frozen path ``arch`` with inherited weights and recalibrated BN, in eval mode."""
+        model = freeze(self.supernet, arch)
+        if self.calibration_batches:
+            recalibrate_bn(model, self._calibration_batches())
+        return model.eval()
+
+    def _accuracy(self, model: nn.Module) -> float:
+        correct, total = 0, 0
+        with torch.inference_mode():
+            for x, y in self._val_batches():
+                correct += int((model(x).argmax(-1) == y).sum())
+                total += int(y.numel())
+        return correct / total
+
+    def _model_metrics(self, arch: Architecture, model: nn.Module,
+                       input_shape: tuple[int, ...]) -> dict[str, float]:
+        if not self.measure_hardware:
+            return {"model/params": float(count_params(model))}
+        if arch not in self._hardware:
+            self._hardware[arch] = profile_model(model, input_shape, latency_repeats=self.latency_repeats)
+        return dict(self._hardware[arch])
+
+    def _calibration_batches(self) -> list[torch.Tensor]:
+        device = _device_of(self.supernet)
+        if self._calibration is None or (self._calibration and self._calibration[0].device != device):
+            loader = self._loaders[0] if self._loaders[0] is not None else self._datamodule_loader("train")
+            self._calibration = [b[0].to(device) for b in _take(loader, self.calibration_batches)]
+        return self._calibration
+
+    def _val_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        device = _device_of(self.supernet)
+        if self._val is None or self._val[0][0].device != device:
+            loader = self._loaders[1] if self._loaders[1] is not None else self._datamodule_loader("val")
+            self._val = [(b[0].to(device), b[1].to(device)) for b in _take(loader, self.max_val_batches)]
+            if not self._val:
+                raise ValueError("SupernetEvaluator: the validation data is empty")
+        return self._val
+
+    def _datamodule_loader(self, split: str) -> Iterable[Any]:
+        if self.datamodule is None:
+            raise ValueError(f"SupernetEvaluator has no {split} data")
+        self.datamodule.setup("fit")
+        loader = self.datamodule.train_dataloader() if split == "train" else self.datamodule.val_dataloader()
+        return loader
+
+
+def _take(loader: Iterable[Any], limit: int | None) -> list[Any]:
+    batches: list[Any] = []
+    for batch in loader:
+        if limit is not None and len(batches) >= limit:
+            break
+        batches.append(batch)
+    return batches
+
+
+def _check_int(key: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"evaluator.{key} must be an int >= {low}, got {value!r}")
+
+
+def _reinitialise(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return model
+
+
+def retrain(
+    space_or_supernet: SearchSpace | nn.Module,
+    arch: Architecture,
+    datamodule: L.LightningDataModule,
+    mode: str = "scratch",
+    max_epochs: int = 10,
+    lr: float | None = None,
+    seed: int = 0,
+    **evaluator_kwargs: Any,
+) -> dict[str, float]:
+    """Final stage: train ``arch`` stand-alone and report ``test/acc`` (and val/train/model metrics).
+
+    ``"scratch"``: a freshly initialised network (``space.build(arch)``; for a supernet module
+    without a space, the frozen path with re-initialised parameters). ``"finetune"``: the
+    frozen path inheriting the supernet's weights, trained further. Training uses
+    :class:`~lightning_nas.evaluators.train.TrainEvaluator` (its ``fit_model``/``test_model``).
+
+    Args:
+        space_or_supernet: a :class:`SearchSpace`, a :class:`SupernetModule` or a supernet module.
+        arch: the architecture to retrain.
+        datamodule: data with train/val/test dataloaders.
+        mode: ``"scratch"`` or ``"finetune"`` (needs a supernet).
+        max_epochs: training epochs.
+        lr: peak learning rate (None: 3e-3 from scratch, 1e-3 to fine-tune).
+        seed: base seed of initialisation and training.
+        evaluator_kwargs: further :class:`TrainEvaluator` options (``optimizer``, ``accelerator``...).
+
+    Example:
+        >>> retrain(module, callback.best_arch, dm, mode="finetune")["test/acc"]  # doctest: +SKIP
+        0.96
+    """
+    if mode not in RETRAIN_MODES:
+        raise ValueError(f"retrain mode must be one of {list(RETRAIN_MODES)}, got {mode!r}")
+    rate = lr if lr is not None else (3e-3 if mode == "scratch" else 1e-3)
+    evaluator = TrainEvaluator(datamodule, max_epochs=max_epochs, lr=rate, seed=seed, **evaluator_kwargs)
+    model = _retrain_model(space_or_supernet, arch, mode, derive_seed(seed, arch.digest(), "init"))
+    num_classes = getattr(space_or_supernet, "num_classes", None) or getattr(datamodule, "num_classes", None)
+    metrics = {"model/params": float(count_params(model))}
+    train_seed = derive_seed(seed, arch.digest(), "train")
+    module = evaluator.fit_model(model, num_classes=num_classes, seed=train_seed)
+    metrics.update(module.fit_metrics)
+    metrics.update(evaluator.validate_model(module))
+    metrics.update(evaluator.test_model(module))
+    log.info("retrained %s (%s): test/acc=%.4f", arch.digest(), mode, metrics.get("test/acc", float("nan")))
+    return metrics
+
+
+def _retrain_model(source: SearchSpace | nn.Module, arch: Architecture, mode: str, seed: int) -> nn.Module:
+    space = source.space if isinstance(source, SupernetModule) else source
+    supernet = source.supernet if isinstance(source, SupernetModule) else source
+    if mode == "scratch" and isinstance(space, SearchSpace) and not isinstance(space, SupernetSpace):
+        with seeded(seed):
+            return space.build(arch)
+    if isinstance(supernet, SupernetSpace):
+        supernet = supernet.module
+    if not isinstance(supernet, nn.Module):
+        raise ValueError(f"retrain mode {mode!r} needs a supernet module, got {type(source).__name__}")
+    model = freeze(supernet, arch)
+    if mode == "scratch":
+        with seeded(seed):
+            _reinitialise(model)
+    return model

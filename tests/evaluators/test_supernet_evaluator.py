@@ -1,0 +1,174 @@
+"""SupernetEvaluator and recalibrate_bn: inherited-weight scores, BN statistics, failures, retrain."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.supernet import SupernetEvaluator, recalibrate_bn, retrain
+from lightning_nas.evaluators.train import seeded
+from lightning_nas.nn import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLinear,
+    LayerChoice,
+    Repeat,
+    ValueChoice,
+    freeze,
+)
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.supernet import SupernetModule, SupernetSpace
+
+TRAINER: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+           "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}
+CLASSES = 4
+
+
+def pattern_data(n: int, seed: int) -> TensorDataset:
+    """Easy 4-class images: horizontal stripes, vertical stripes, checkerboard or flat, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    rows, cols = torch.arange(8).view(8, 1), torch.arange(8).view(1, 8)
+    patterns = torch.stack([(rows % 2).expand(8, 8), (cols % 2).expand(8, 8), (rows + cols) % 2,
+                            torch.full((8, 8), 0.5)]).float()
+    y = torch.randint(0, CLASSES, (n,), generator=g)
+    return TensorDataset(patterns[y].unsqueeze(1) + 0.3 * torch.randn(n, 1, 8, 8, generator=g), y)
+
+
+class PatternData(L.LightningDataModule):
+    """256 train / 128 val / 128 test pattern images."""
+
+    input_shape = (1, 8, 8)
+    num_classes = CLASSES
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return DataLoader(pattern_data(256, 0), batch_size=32, shuffle=True,
+                          generator=torch.Generator().manual_seed(0))
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return DataLoader(pattern_data(128, 1), batch_size=64)
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return DataLoader(pattern_data(128, 2), batch_size=64)
+
+
+class SmallSpace(SearchSpace):
+    """Width, kernel, depth and a per-block op (96 architectures), like the shared toy space."""
+
+    def construct(self) -> nn.Module:
+        width = ValueChoice([4, 8], label="width")
+        kernel = ValueChoice([3, 5], label="kernel")
+
+        def block(i: int) -> nn.Module:
+            op = LayerChoice({"conv": lambda: ElasticConv2d(width, width, kernel), "skip": nn.Identity},
+                             label=f"block{i}/op")
+            return nn.Sequential(op, ElasticBatchNorm2d(width), nn.ReLU())
+
+        return nn.Sequential(ElasticConv2d(1, width, 3), Repeat(block, [1, 2, 3], label="depth"),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), ElasticLinear(width, self.num_classes))
+
+
+@pytest.fixture
+def space() -> SearchSpace:
+    return SmallSpace(input_shape=(1, 8, 8), num_classes=CLASSES)
+
+
+@pytest.fixture(scope="module")
+def trained() -> SupernetModule:
+    with seeded(0):
+        module = SupernetModule(SmallSpace((1, 8, 8), CLASSES), optimizer="adamw", lr=0.01)
+        L.Trainer(max_epochs=12, **TRAINER).fit(module, PatternData())
+    return module
+
+
+def test_recalibrate_bn_matches_hand_computed_statistics() -> None:
+    model = nn.Sequential(nn.BatchNorm2d(2, momentum=0.3), nn.Dropout(0.5))
+    model.train()
+    model[0].running_mean.fill_(7.0)
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(4, 2, 3, 3, generator=g) + shift for shift in (0.0, 2.0, -5.0)]
+    assert recalibrate_bn(model, batches) == 3
+    expected_mean = torch.stack([b.mean((0, 2, 3)) for b in batches]).mean(0)  # equal weight per batch
+    expected_var = torch.stack([b.transpose(0, 1).reshape(2, -1).var(1, unbiased=True) for b in batches]).mean(0)
+    assert torch.allclose(model[0].running_mean, expected_mean, atol=1e-6)
+    assert torch.allclose(model[0].running_var, expected_var, atol=1e-5)
+    assert model[0].momentum == 0.3 and model.training and model[1].training  # restored
+    assert recalibrate_bn(model, []) == 0 and torch.allclose(model[0].running_mean, expected_mean)
+
+
+def test_recalibration_changes_subnet_statistics(trained: SupernetModule, space: SearchSpace) -> None:
+    arch = Architecture({"width": 4, "kernel": 3, "depth": 2, "block0/op": "conv", "block1/op": "conv",
+                         "block2/op": "skip"})
+    evaluator = SupernetEvaluator(trained, PatternData(), calibration_batches=3, measure_hardware=False)
+    inherited = freeze(trained.supernet, arch)
+    recalibrated = evaluator.subnet(arch)
+    names = [n for n, _ in inherited.named_buffers() if n.endswith("running_mean")]
+    assert names
+    before = dict(inherited.named_buffers())
+    after = dict(recalibrated.named_buffers())
+    assert all(not torch.allclose(before[n], after[n]) for n in names)
+    assert not recalibrated.training
+
+
+def test_scores_trained_paths_above_chance(trained: SupernetModule, space: SearchSpace) -> None:
+    evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False)
+    rng = np.random.default_rng(0)
+    archs = {space.sample(rng) for _ in range(12)}
+    results = [evaluator.evaluate(space, arch) for arch in archs]
+    assert all(r.ok for r in results)
+    accuracies = [r.metrics["search/val_acc"] for r in results]
+    assert min(accuracies) > 0.4 and np.mean(accuracies) > 0.65  # chance is 0.25
+    assert all(r.metrics["model/params"] > 0 for r in results)
+    assert evaluator.num_evaluated == len(archs) and evaluator.subnets_per_second > 0
+
+
+def test_bad_candidate_fails_without_raising(trained: SupernetModule, space: SearchSpace) -> None:
+    evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False)
+    result = evaluator.evaluate(space, Architecture({"width": 5}))
+    assert not result.ok and "ValueError" in (result.error or "")
+
+
+def test_hardware_metrics_are_cached_per_arch(trained: SupernetModule, space: SearchSpace) -> None:
+    evaluator = SupernetEvaluator(trained, PatternData(), max_val_batches=1, latency_repeats=2)
+    arch = space.sample(np.random.default_rng(1))
+    first, second = evaluator.evaluate(space, arch), evaluator.evaluate(space, arch)
+    for key in ("model/params", "model/macs", "hw/latency_ms", "hw/memory_mb"):
+        assert math.isfinite(first.metrics[key]) and first.metrics[key] == second.metrics[key]
+
+
+def test_plain_supernet_with_loaders_gets_a_space() -> None:
+    supernet = SmallSpace((1, 8, 8), CLASSES).supernet()
+    data = PatternData()
+    evaluator = SupernetEvaluator(supernet, train_dataloader=data.train_dataloader(),
+                                  val_dataloader=data.val_dataloader(), measure_hardware=False)
+    space = evaluator.space()
+    assert isinstance(space, SupernetSpace) and space.input_shape == (1, 8, 8) and space.num_classes == CLASSES
+    assert evaluator.evaluate(space, space.sample(np.random.default_rng(0))).ok
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"calibration_batches": -1}, "calibration_batches"),
+    ({"max_val_batches": 0}, "max_val_batches"),
+    ({"latency_repeats": 0}, "latency_repeats"),
+    ({"datamodule": None}, "datamodule"),
+])
+def test_invalid_options(trained: SupernetModule, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SupernetEvaluator(trained, **{"datamodule": PatternData(), **kwargs})
+
+
+@pytest.mark.parametrize("mode", ["scratch", "finetune"])
+def test_retrain_reports_test_accuracy(trained: SupernetModule, mode: str) -> None:
+    arch = Architecture({"width": 8, "kernel": 3, "depth": 1, "block0/op": "conv", "block1/op": "skip",
+                         "block2/op": "skip"})
+    metrics = retrain(trained, arch, PatternData(), mode=mode, max_epochs=1, lr=0.01)
+    assert metrics["test/acc"] > 0.4 and "val/acc" in metrics and metrics["model/params"] > 0
+    with pytest.raises(ValueError, match="mode"):
+        retrain(trained, arch, PatternData(), mode="zero-shot")
