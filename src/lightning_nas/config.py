@@ -133,6 +133,29 @@ class NSGA2Config:
     crossover_rate: float = 0.9
 
 
+@dataclass
+class SupernetConfig:
+    _target_: str = "lightning_nas.strategies.supernet_search.SupernetSearch"
+    epochs: int = 10
+    sampling: str = "uniform"
+    num_random_paths: int = 2
+    distill: bool = True
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    calibration_batches: int = 5
+    num_samples: int | None = None
+    mode: str = "ga"
+    population_size: int = 20
+    generations: int = 5
+    mutation_rate: float = 0.1
+    crossover_rate: float = 0.8
+    tournament_size: int = 5
+    elitism: int = 2
+    retrain: str = "scratch"
+    retrain_epochs: int | None = None
+    seed: int = II("seed")
+
+
 # --- evaluators -------------------------------------------------------------------------------
 @dataclass
 class TrainEvaluatorConfig:
@@ -213,7 +236,8 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "data": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig, "cifar10": CIFAR10Config,
              "image_folder": ImageFolderConfig},
     "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig},
-    "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config},
+    "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
+                 "supernet": SupernetConfig},
     "evaluator": {"train": TrainEvaluatorConfig},
     "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
     "trainer": {"cpu": TrainerConfig},

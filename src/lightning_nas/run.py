@@ -14,9 +14,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_nas.arch import Architecture
+from lightning_nas.callbacks.evolution_controller import pareto_front
+from lightning_nas.evaluators.supernet import retrain
 from lightning_nas.results.history import History
 from lightning_nas.results.report import summary_table, top_records
 from lightning_nas.search import best_record, run_search
+from lightning_nas.strategies.supernet_search import SupernetSearch
 
 __all__ = ["ConfigError", "build_node", "resolve_output_dir", "run"]
 
@@ -66,6 +70,18 @@ def _open_history(output_dir: Path, resume: bool) -> History:
     return History(path)
 
 
+def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, datamodule: Any,
+                    arch: Architecture) -> dict[str, float]:
+    """Retrain the chosen architecture (from scratch, or fine-tuned from the supernet) and test it once."""
+    if isinstance(strategy, SupernetSearch):
+        epochs = strategy.retrain_epochs or int(getattr(evaluator, "final_max_epochs", 10))
+        log.info("retraining the best subnet %s (%s) for %d epochs", arch.digest(), strategy.retrain, epochs)
+        source = supernet if strategy.retrain == "finetune" else space
+        return retrain(source, arch, datamodule, mode=strategy.retrain, max_epochs=epochs, seed=strategy.seed)
+    log.info("retraining the best architecture %s from scratch for the test report", arch.digest())
+    return dict(evaluator.test(space, arch))
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary."""
     _quiet_libraries()
@@ -85,21 +101,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                         run_config=OmegaConf.to_container(cfg, resolve=True))
     log.info("search space %s: %d decisions, %.3g architectures", space, len(space.decisions), space.cardinality)
 
-    run_search(space, strategy, evaluator, history, score=objective, listeners=[logger], progress=bool(cfg.progress))
+    search_strategy, search_evaluator, supernet = strategy, evaluator, None
+    if isinstance(strategy, SupernetSearch):
+        supernet = strategy.train_supernet(space, datamodule, output_dir, str(cfg.trainer.accelerator),
+                                           bool(cfg.progress))
+        search_strategy, search_evaluator = strategy.search_strategy(), strategy.evaluator(supernet, datamodule)
+    run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=[logger],
+               progress=bool(cfg.progress))
     search_seconds = time.perf_counter() - started
 
     best = best_record(history, objective)
     best.arch.save(output_dir / "best" / "arch.json")
     test_metrics: dict[str, float] = {}
     if cfg.final_training:
-        log.info("retraining the best architecture %s from scratch for the test report", best.arch.digest())
-        test_metrics = evaluator.test(space, best.arch)
+        test_metrics = _final_training(strategy, supernet, evaluator, space, datamodule, best.arch)
+    front = pareto_front(history.records)
     summary = {
         "name": cfg.name,
         "output_dir": str(output_dir),
         "best": {"index": best.index, "arch_id": best.arch.digest(), "arch": best.arch.to_dict(),
                  "score": objective(best.result), "metrics": best.result.metrics},
         "test": test_metrics,
+        "front": [{"index": r.index, "arch_id": r.arch.digest(), **r.result.metrics} for r in front],
         "evaluations": len(history),
         "failed": sum(not r.result.ok for r in history),
         "search_seconds": round(search_seconds, 2),
@@ -108,6 +131,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logger.log_summary({"test/acc": test_metrics.get("test/acc", float("nan")), "best/score": objective(best.result)})
     logger.finish()
-    table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir)
+    table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir,
+                          front)
     print(table, flush=True)  # the run's result for the person at the terminal
     return summary

@@ -97,3 +97,13 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path) -> None:
     records = [json.loads(line) for line in after]
     assert [r["index"] for r in records] == list(range(8))
     assert len({r["arch_id"] for r in records}) == 8
+
+
+def test_supernet_strategy_reports_front_and_retrained_best(tmp_path, capsys) -> None:
+    overrides = ["strategy=supernet", "strategy.epochs=1", "strategy.population_size=4", "strategy.generations=2",
+                 "strategy.tournament_size=2", "strategy.elitism=1", "strategy.retrain=finetune"]
+    summary = run(_cfg(tmp_path, *overrides))
+    assert (tmp_path / "supernet.pt").exists()
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == summary["evaluations"] >= 4
+    assert summary["front"] and 0.0 <= summary["test"]["test/acc"] <= 1.0
+    assert "Pareto front" in capsys.readouterr().out

@@ -45,7 +45,7 @@ def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def summary_table(top: Sequence[Record], space: SearchSpace, best: Record, test: dict[str, float],
-                  output_dir: Path) -> str:
+                  output_dir: Path, front: Sequence[Record] = ()) -> str:
     """The block printed at the end of a run."""
     header = ["rank", "#", "arch_id", *(title for title, _ in _COLUMNS)]
     rows = [
@@ -58,6 +58,12 @@ def summary_table(top: Sequence[Record], space: SearchSpace, best: Record, test:
         for rank, r in enumerate(top, start=1)
     ]
     lines = ["", f"Top {len(top)} architectures", *_render(header, rows), ""]
+    if front:
+        front_rows = [[str(i), str(r.index), r.arch.digest(),
+                       *(format_metric(key, r.result.metrics.get(key)) for _, key in _COLUMNS)]
+                      for i, r in enumerate(front, start=1)]
+        lines += [f"Pareto front: {len(front)} architectures (accuracy vs parameters and latency)",
+                  *_render(header, front_rows), ""]
     lines.append(f"Best architecture ({best.arch.digest()}): {space.describe(best.arch)}")
     metrics = best.result.metrics
     lines.append("  " + ", ".join(f"{title} {format_metric(key, metrics.get(key))}" for title, key in _COLUMNS))
