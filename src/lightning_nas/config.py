@@ -156,6 +156,40 @@ class SupernetConfig:
     seed: int = II("seed")
 
 
+@dataclass
+class RLConfig:
+    _target_: str = "lightning_nas.strategies.RLStrategy"
+    num_samples: int = 100
+    seed: int = II("seed")
+    hidden_size: int = 64
+    lr: float = 0.0035
+    baseline_decay: float = 0.95
+    entropy_weight: float = 0.0001
+    failure_penalty: float = 1.0
+
+
+@dataclass
+class HyperbandConfig:
+    _target_: str = "lightning_nas.strategies.HyperbandSearch"
+    num_samples: int = 50
+    seed: int = II("seed")
+    min_epochs: int = 1
+    max_epochs: int = 9
+    eta: int = 3
+    mode: str = "asha"
+
+
+@dataclass
+class BayesianConfig:
+    _target_: str = "lightning_nas.strategies.BayesianStrategy"
+    num_samples: int = 50
+    seed: int = II("seed")
+    sampler: str = "tpe"
+    n_startup_trials: int = 10
+    multivariate: bool = True
+    population_size: int = 20
+
+
 # --- evaluators -------------------------------------------------------------------------------
 @dataclass
 class TrainEvaluatorConfig:
@@ -175,6 +209,24 @@ class TrainEvaluatorConfig:
     seed: int = II("seed")
     accelerator: str = II("trainer.accelerator")
     deterministic: bool = II("trainer.deterministic")
+
+
+@dataclass
+class TabularEvaluatorConfig:
+    _target_: str = "lightning_nas.evaluators.TabularEvaluator"
+    table: str = MISSING
+    metric: str = "val_acc"
+    key: str = "json"
+    arch_column: str = "arch"
+    device: str | None = None
+
+
+@dataclass
+class ProxyEvaluatorConfig:
+    _target_: str = "lightning_nas.evaluators.ProxyEvaluator"
+    proxy: str = "naswot"
+    batch_size: int = 64
+    seed: int = II("seed")
 
 
 # --- objective, trainer, logger ---------------------------------------------------------------
@@ -211,6 +263,16 @@ class WandbLoggerConfig:
     run_name: str | None = None
 
 
+@dataclass
+class ExportConfig:
+    """Automatic export of the best architectures at the end of a search."""
+
+    top_k: int = 0
+    quantize: bool = False
+    deploy: bool = True
+    codegen: bool = True
+
+
 # --- the whole run ----------------------------------------------------------------------------
 @dataclass
 class LightningNASConfig:
@@ -230,6 +292,7 @@ class LightningNASConfig:
     final_training: bool = True
     progress: bool = True
     top_k: int = 5
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
@@ -237,8 +300,9 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
              "image_folder": ImageFolderConfig},
     "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig},
     "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
-                 "supernet": SupernetConfig},
-    "evaluator": {"train": TrainEvaluatorConfig},
+                 "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig,
+                 "bayesian": BayesianConfig},
+    "evaluator": {"train": TrainEvaluatorConfig, "tabular": TabularEvaluatorConfig, "proxy": ProxyEvaluatorConfig},
     "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
     "trainer": {"cpu": TrainerConfig},
     "logger": {"wandb": WandbLoggerConfig},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -11,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.evolution_controller import pareto_front
+from lightning_nas.data import DATAMODULES
 from lightning_nas.evaluators.supernet import retrain
+from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.results.history import History
 from lightning_nas.results.report import summary_table, top_records
 from lightning_nas.search import best_record, run_search
+from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.supernet_search import SupernetSearch
 
 __all__ = ["ConfigError", "build_node", "resolve_output_dir", "run"]
@@ -35,6 +39,8 @@ def build_node(cfg: DictConfig, group: str, **runtime: Any) -> Any:
     """Instantiate ``cfg[group]``; a constructor's ValueError comes back as a one-line ConfigError."""
     node = cfg[group]
     try:
+        accepted = inspect.signature(get_class(str(node._target_))).parameters
+        runtime = {k: v for k, v in runtime.items() if k in accepted}
         return instantiate(node, **runtime, _convert_="all", _recursive_=False)
     except InstantiationException as error:
         cause = error.__cause__ or error
@@ -82,6 +88,26 @@ def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, da
     return dict(evaluator.test(space, arch))
 
 
+def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, objective: Any, evaluator: Any,
+                output_dir: Path) -> list[dict[str, Any]]:
+    """Deploy and code packages for the ``export.top_k`` best architectures (trained weights where available)."""
+    name = next((n for n in DATAMODULES.names() if DATAMODULES.get(n) is type(datamodule)), "digits")
+    data = DataInfo.from_datamodule(name, datamodule)
+    trained: dict[Architecture, Any] = getattr(evaluator, "trained_models", {})
+    exported = []
+    for rank, record in enumerate(top_records(history, objective, int(cfg.export.top_k)), start=1):
+        model = trained.get(record.arch)
+        if model is None:
+            model = space.build(record.arch)
+        target = output_dir / "export" / f"rank{rank}_{record.arch.digest()}"
+        log.info("exporting architecture %s to %s", record.arch.digest(), target)
+        outcome = package_architecture(model, record.arch, target, data, trained=record.arch in trained,
+                                       quantize=bool(cfg.export.quantize), deploy=bool(cfg.export.deploy),
+                                       codegen=bool(cfg.export.codegen))
+        exported.append({"rank": rank, "arch_id": record.arch.digest(), **outcome.to_dict()})
+    return exported
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary."""
     _quiet_libraries()
@@ -106,8 +132,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         supernet = strategy.train_supernet(space, datamodule, output_dir, str(cfg.trainer.accelerator),
                                            bool(cfg.progress))
         search_strategy, search_evaluator = strategy.search_strategy(), strategy.evaluator(supernet, datamodule)
-    run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=[logger],
-               progress=bool(cfg.progress))
+    if isinstance(strategy, HyperbandSearch):  # multi-fidelity: its own driver, rungs continue from checkpoints
+        logger.on_search_start(space, history)
+        strategy.run(space, TrainMultiFidelity(evaluator, folder=str(output_dir / "checkpoints")), history, objective)
+        logger.on_search_end(history)
+    else:
+        run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=[logger],
+                   progress=bool(cfg.progress))
     search_seconds = time.perf_counter() - started
 
     best = best_record(history, objective)
@@ -129,6 +160,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if int(cfg.export.top_k) > 0:
+        summary["exported"] = _export_top(cfg, space, datamodule, history, objective, evaluator, output_dir)
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logger.log_summary({"test/acc": test_metrics.get("test/acc", float("nan")), "best/score": objective(best.result)})
     logger.finish()
     table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir,

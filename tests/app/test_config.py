@@ -30,7 +30,8 @@ def _presets() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("group", "name"), _presets())
 def test_every_preset_composes(group: str, name: str) -> None:
     override = f"{group}={name}"
-    extra = ["data.root=/tmp/images"] if (group, name) == ("data", "image_folder") else []
+    extra = {("data", "image_folder"): ["data.root=/tmp/images"],
+             ("evaluator", "tabular"): ["evaluator.table=/tmp/table.csv"]}.get((group, name), [])
     cfg = _compose([override, *extra])
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     if group == "experiment":

@@ -107,3 +107,14 @@ def test_supernet_strategy_reports_front_and_retrained_best(tmp_path, capsys) ->
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == summary["evaluations"] >= 4
     assert summary["front"] and 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert "Pareto front" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_top_k_export_writes_deploy_and_code_packages(tmp_path) -> None:
+    summary = run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=2", "export.top_k=1"))
+    [exported] = summary["exported"]
+    assert exported["errors"] == {}
+    folder = Path(exported["out_dir"])
+    assert (folder / "deploy" / "model.pte").stat().st_size > 0
+    assert (folder / "code" / "model.py").exists() and (folder / "code" / "weights.pt").exists()
+    assert json.loads((folder / "package.json").read_text())["trained_weights"] is True

@@ -6,18 +6,24 @@ from lightning_nas.evaluators.classifier import (
     RecalibrateBatchNorm,
     recalibrate_batchnorm,
 )
+from lightning_nas.evaluators.proxy import ProxyEvaluator, proxy_features
 from lightning_nas.evaluators.supernet import SupernetEvaluator, recalibrate_bn, retrain
+from lightning_nas.evaluators.tabular import ArchitectureNotInTable, TabularEvaluator
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 
 __all__ = [
+    "ArchitectureNotInTable",
     "ClassificationModule",
     "EvalResult",
     "Evaluator",
+    "ProxyEvaluator",
     "RecalibrateBatchNorm",
     "Status",
     "SupernetEvaluator",
+    "TabularEvaluator",
     "TrainEvaluator",
     "derive_seed",
+    "proxy_features",
     "recalibrate_batchnorm",
     "recalibrate_bn",
     "retrain",

@@ -172,6 +172,8 @@ class TrainEvaluator(Evaluator):
                                        "momentum": momentum, "label_smoothing": label_smoothing,
                                        "warmup_epochs": warmup_epochs}
         self.final_max_epochs = max_epochs if final_max_epochs is None else final_max_epochs
+        self.trained_models: dict[Architecture, nn.Module] = {}
+        """The networks :meth:`test` trained, by architecture (the app exports them)."""
         self.latency_repeats, self.latency_threads = latency_repeats, latency_threads
         self.seed, self.accelerator, self.deterministic = seed, accelerator, bool(deterministic)
         self._stages: set[str] = set()
@@ -210,6 +212,7 @@ class TrainEvaluator(Evaluator):
         metrics.update(module.fit_metrics)
         metrics.update(self.validate_model(module))
         metrics.update(self.test_model(module))
+        self.trained_models[arch] = module.model
         return metrics
 
     # --- reusable pieces ---------------------------------------------------------------------

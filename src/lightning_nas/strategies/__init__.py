@@ -1,22 +1,29 @@
 """Search strategies (what to try next), registered by name in :data:`STRATEGIES`."""
 
 from lightning_nas.strategies.base import STRATEGIES, ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.bayesian import BayesianStrategy
 from lightning_nas.strategies.evolution import EvolutionStrategy
+from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.nsga2 import NSGA2Strategy
 from lightning_nas.strategies.operators import crossover, mutate, sample_unseen
 from lightning_nas.strategies.random_search import RandomSearch
+from lightning_nas.strategies.rl import RLStrategy
 from lightning_nas.strategies.supernet import PathSampler, SupernetModule, SupernetSpace, path_extremes
 
 __all__ = [
     "STRATEGIES",
+    "BayesianStrategy",
     "EvolutionStrategy",
+    "HyperbandSearch",
     "NSGA2Strategy",
     "PathSampler",
+    "RLStrategy",
     "RandomSearch",
     "ScoreFn",
     "Strategy",
     "SupernetModule",
     "SupernetSpace",
+    "TrainMultiFidelity",
     "crossover",
     "default_score",
     "mutate",

@@ -1,0 +1,5 @@
+"""``python -m lightning_nas.export``: see lightning_nas.export.cli."""
+
+from lightning_nas.export.cli import main
+
+main()

@@ -1,0 +1,231 @@
+"""Bayesian optimisation with Optuna's TPE (or NSGA-II) sampler through its ask-and-tell interface.
+
+Optuna is an optional extra: ``pip install lightning_nas[optuna]``; it is imported only when the
+strategy is bound to a space.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.objectives.multi import MultiObjective
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
+
+__all__ = ["BayesianStrategy"]
+
+SAMPLERS = ("tpe", "nsga2")
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as error:
+        raise ImportError("the 'bayesian' strategy needs Optuna: pip install lightning_nas[optuna]") from error
+    return optuna
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's per-trial info logs and experimental-feature warnings for one block."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="optuna")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@register_strategy("bayesian")
+class BayesianStrategy(Strategy):
+    """Tree-structured Parzen estimator search (Bergstra et al., 2011) via Optuna's ask-and-tell.
+
+    Each decision becomes ``trial.suggest_categorical(label, [0, 1, ...])`` over the *indices* of
+    its candidates (candidates such as tuples are not Optuna categories; categories are unordered
+    for TPE either way). With a :class:`~lightning_nas.objectives.MultiObjective` score the study
+    has one direction per objective (``"max"`` -> maximize) and is told the raw
+    :meth:`~lightning_nas.objectives.MultiObjective.vector`; its constraint violation is passed
+    to the sampler's ``constraints_func``. Failed candidates (or a non-finite value) are told
+    as ``FAIL``. A suggestion already told is answered to the study from the earlier result and
+    a new one is asked (up to ``MAX_RETRIES`` times, then a random unseen architecture is
+    enqueued), so the budget goes to new candidates.
+
+    Resume: Optuna's samplers are deterministic given their seed and the sequence of told
+    trials, so replaying the history through ask/tell rebuilds the same study. ``state_dict``
+    stores every trial told (parameters, values, state) and ``load_state_dict`` rebuilds the
+    study by the same replay, checking the parameters match.
+
+    Args:
+        num_samples: evaluation budget.
+        seed: seed of the Optuna sampler and of the fallback ``numpy.random.Generator``.
+        sampler: ``"tpe"`` or ``"nsga2"`` (Optuna's ``NSGAIISampler``).
+        n_startup_trials: random trials before TPE models the results.
+        multivariate: model decisions jointly (multivariate TPE).
+        population_size: NSGA-II population size.
+
+    Example:
+        >>> strategy = BayesianStrategy(num_samples=50, seed=0)
+        >>> strategy.setup(space)  # doctest: +SKIP
+        >>> arch = strategy.ask()  # doctest: +SKIP
+    """
+
+    name = "bayesian"
+
+    def __init__(self, num_samples: int = 50, seed: int = 0, sampler: str = "tpe", n_startup_trials: int = 10,
+                 multivariate: bool = True, population_size: int = 20) -> None:
+        super().__init__(num_samples, seed)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"strategy.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        for key, value, low in (("n_startup_trials", n_startup_trials, 0), ("population_size", population_size, 2)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"strategy.{key} must be an int >= {low}, got {value!r}")
+        self.sampler, self.n_startup_trials = sampler, n_startup_trials
+        self.multivariate, self.population_size = bool(multivariate), population_size
+        self.study: Any = None
+        self._labels: list[str] = []
+        self._seen: dict[Architecture, EvalResult] = {}
+        self._trials: list[dict[str, Any]] = []  # every trial told: params, values, state
+        self._pending: tuple[Architecture, Any] | None = None
+        self._loaded: dict[str, Any] | None = None
+
+    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
+        """Bind the space and score and create the Optuna study (imports Optuna)."""
+        optuna = _import_optuna()
+        super().setup(space, score)
+        self._labels = list(space.decisions)
+        multi = isinstance(score, MultiObjective)
+        directions = ([("maximize" if d == "max" else "minimize") for d in score.directions]
+                      if isinstance(score, MultiObjective) else ["maximize"])
+
+        def constraints(trial: Any) -> list[float]:
+            return [float(trial.user_attrs.get("violation", 0.0))]
+
+        with _quiet_optuna():
+            if self.sampler == "nsga2":
+                sampler = optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=self.seed,
+                                                        constraints_func=constraints if multi else None)
+            else:
+                sampler = optuna.samplers.TPESampler(n_startup_trials=self.n_startup_trials, seed=self.seed,
+                                                     multivariate=self.multivariate,
+                                                     constraints_func=constraints if multi else None)
+            self.study = optuna.create_study(sampler=sampler, directions=directions)
+        self._seen, self._trials, self._pending = {}, [], None
+        if self._loaded is not None:
+            state, self._loaded = self._loaded, None
+            self.load_state_dict(state)
+
+    def _decode(self, params: dict[str, Any]) -> Architecture:
+        assert self.space is not None
+        return Architecture({lb: self.space.decisions[lb].candidates[int(params[lb])] for lb in self._labels})
+
+    def _encode(self, arch: Architecture) -> dict[str, int]:
+        assert self.space is not None
+        out: dict[str, int] = {}
+        for label in self._labels:
+            candidates = self.space.decisions[label].candidates
+            out[label] = next(i for i, c in enumerate(candidates) if c == arch[label] and type(c) is type(arch[label]))
+        return out
+
+    def _ask_trial(self) -> tuple[Architecture, Any]:
+        assert self.space is not None
+        trial = self.study.ask()
+        params = {lb: trial.suggest_categorical(lb, list(range(len(self.space.decisions[lb].candidates))))
+                  for lb in self._labels}
+        return self._decode(params), trial
+
+    def _propose(self, space: SearchSpace) -> Architecture:
+        if self.study is None:
+            raise RuntimeError("BayesianStrategy.setup(space) must be called before ask()")
+        if self._pending is None:
+            with _quiet_optuna():
+                arch, trial = self._ask_trial()
+                for _ in range(MAX_RETRIES):
+                    if arch not in self._seen:
+                        break
+                    self._tell_trial(trial, self._seen[arch])  # the model learns the repeat's known value
+                    arch, trial = self._ask_trial()
+                else:
+                    self._tell_trial(trial, self._seen[arch])
+                    fresh = sample_unseen(space, self.rng, self._seen)
+                    self.study.enqueue_trial(self._encode(fresh))
+                    arch, trial = self._ask_trial()
+            self._pending = (arch, trial)
+        return self._pending[0]
+
+    def _values(self, result: EvalResult) -> tuple[list[float] | None, float]:
+        """Values to tell the study (None: failed) and the constraint violation."""
+        score = self.score
+        if isinstance(score, MultiObjective):
+            vector = [float(v) for v in score.vector(result)]
+            violation = score.violation(result)
+            ok = result.ok and all(math.isfinite(v) for v in vector)
+            return (vector if ok else None), (violation if math.isfinite(violation) else 0.0)
+        value = float(score(result)) if result.ok else -math.inf
+        return ([value] if math.isfinite(value) else None), 0.0
+
+    def _tell_trial(self, trial: Any, result: EvalResult) -> None:
+        optuna = _import_optuna()
+        values, violation = self._values(result)
+        trial.set_user_attr("violation", violation)
+        with _quiet_optuna():
+            if values is None:
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self.study.tell(trial, values)
+        self._trials.append({"params": dict(trial.params), "values": values, "violation": violation})
+
+    def _observe(self, arch: Architecture, result: EvalResult) -> None:
+        if self._pending is None or self._pending[0] != arch:
+            self._propose(self.space)  # type: ignore[arg-type]  # tell without ask: bind a trial
+        assert self._pending is not None
+        pending_arch, trial = self._pending
+        if pending_arch != arch:
+            raise ValueError(f"BayesianStrategy was told {arch.digest()} but asked {pending_arch.digest()}")
+        self._pending = None
+        self._tell_trial(trial, result)
+        self._seen[arch] = result
+
+    def _replay(self, trials: list[dict[str, Any]]) -> None:
+        """Rebuild the study by asking and telling the stored trials again (checks determinism)."""
+        optuna = _import_optuna()
+        for entry in trials:
+            arch, trial = self._ask_trial()
+            if self._encode(arch) != {k: int(v) for k, v in entry["params"].items()}:
+                raise ValueError("the checkpoint's trials do not replay from this seed and space")
+            trial.set_user_attr("violation", entry["violation"])
+            with _quiet_optuna():
+                if entry["values"] is None:
+                    self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    self.study.tell(trial, entry["values"])
+            self._trials.append(entry)
+
+    def state_dict(self) -> dict[str, Any]:
+        """RNG state, counters, every trial told (params, values, violation) and told architectures."""
+        return {
+            **super().state_dict(),
+            "trials": list(self._trials),
+            "seen": [{"arch": a.to_dict(), "result": r.to_dict()} for a, r in self._seen.items()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` by replaying its trials (at :meth:`setup` if not bound yet)."""
+        if self.study is None:
+            self._loaded = state
+        else:
+            if self._trials:
+                raise RuntimeError("load_state_dict needs a fresh strategy (setup called, nothing asked)")
+            self._replay(state["trials"])
+        super().load_state_dict(state)
+        self._seen = {Architecture(e["arch"]): EvalResult.from_dict(e["result"]) for e in state["seen"]}

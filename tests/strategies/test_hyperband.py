@@ -1,0 +1,150 @@
+"""HyperbandSearch: ASHA / Hyperband promotion on scripted learning curves, continuation, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.results.history import History
+from lightning_nas.search import ResumeError
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies import STRATEGIES
+from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity, rung_epochs
+
+
+def quality(arch: Architecture) -> float:
+    """Final accuracy of an architecture: the share of layers using op "a"."""
+    return sum(v == "a" for v in arch.values()) / len(arch)
+
+
+class ScriptedCurves:
+    """accuracy(arch, e) = quality(arch) * e / (e + 1): a known learning curve per architecture."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Architecture, int, Any]] = []
+
+    def evaluate_at(self, space: SearchSpace, arch: Architecture, epochs: int,
+                    resume_from: Any | None) -> tuple[EvalResult, Any]:
+        self.calls.append((arch, epochs, resume_from))
+        if resume_from is not None:
+            assert resume_from["arch"] == arch.digest() and resume_from["epochs"] < epochs
+        state = {"arch": arch.digest(), "epochs": epochs, "previous": resume_from}
+        return EvalResult("ok", {"search/val_acc": quality(arch) * epochs / (epochs + 1)}), state
+
+
+def test_registered_and_ladder() -> None:
+    assert STRATEGIES.get("hyperband") is HyperbandSearch
+    assert rung_epochs(1, 9, 3) == [1, 3, 9]
+    assert rung_epochs(1, 10, 3) == [1, 3, 9, 10]
+    assert rung_epochs(2, 2, 3) == [2]
+    with pytest.raises(ValueError, match="mode"):
+        HyperbandSearch(mode="bohb")
+    with pytest.raises(ValueError, match="max_epochs"):
+        HyperbandSearch(min_epochs=3, max_epochs=2)
+
+
+def test_asha_promotes_top_third_and_continues_from_state(wide_space: SearchSpace) -> None:
+    search = HyperbandSearch(num_samples=40, seed=0, min_epochs=1, max_epochs=9, eta=3, mode="asha")
+    fake = ScriptedCurves()
+    history = search.run(wide_space, fake, History())
+    assert len(history) == len(fake.calls) == 40
+    rungs: dict[int, list[tuple[Architecture, float]]] = {0: [], 1: [], 2: []}
+    for record, (arch, epochs, resume) in zip(history, fake.calls, strict=True):
+        rung = record.extra["rung"]
+        assert record.extra["epochs"] == epochs == [1, 3, 9][rung] and record.arch == arch
+        if rung == 0:
+            assert resume is None
+        else:  # promoted: in the top third of the rung below when it was asked, continuing its state
+            below = sorted(rungs[rung - 1], key=lambda item: -item[1])
+            assert arch in [a for a, _ in below[: len(below) // 3]]
+            assert resume["arch"] == arch.digest() and resume["epochs"] == [1, 3, 9][rung - 1]
+        rungs[rung].append((arch, record.result.metrics["search/val_acc"]))
+    assert history[3].extra["rung"] == 1  # after 3 rung-0 results the best goes up at once
+    assert history[3].arch == max(rungs[0][:3], key=lambda item: item[1])[0]
+    assert rungs[2], "some candidate must reach the top rung"
+    assert len({a for a, _ in rungs[0]}) == len(rungs[0])  # new candidates are never repeats
+
+
+def test_hyperband_brackets(wide_space: SearchSpace) -> None:
+    search = HyperbandSearch(num_samples=22, seed=1, min_epochs=1, max_epochs=9, eta=3, mode="hyperband")
+    fake = ScriptedCurves()
+    history = search.run(wide_space, fake, History())
+    rungs = [r.extra["rung"] for r in history]
+    assert rungs == [0] * 9 + [1] * 3 + [2] + [1] * 5 + [2] + [2] * 3
+    first = sorted(history.records[:9], key=lambda r: -r.result.metrics["search/val_acc"])
+    assert {r.arch for r in history.records[9:12]} == {r.arch for r in first[:3]}
+    assert all(resume is None for _, _, resume in fake.calls[13:18])  # a new bracket starts from scratch
+    assert fake.calls[18][2] is not None  # ... and continues its own promotions
+
+
+def test_resume_replays_history(wide_space: SearchSpace, tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    HyperbandSearch(num_samples=10, seed=2).run(wide_space, ScriptedCurves(), History(path))
+    resumed = HyperbandSearch(num_samples=25, seed=2).run(wide_space, ScriptedCurves(), History(path))
+    full = HyperbandSearch(num_samples=25, seed=2).run(wide_space, ScriptedCurves(), History())
+    assert [(r.arch, r.extra["epochs"]) for r in resumed] == [(r.arch, r.extra["epochs"]) for r in full]
+    with pytest.raises(ResumeError):
+        HyperbandSearch(num_samples=30, seed=3).run(wide_space, ScriptedCurves(), History(path))
+
+
+def test_state_dict_round_trip_and_ask_tell(wide_space: SearchSpace) -> None:
+    search = HyperbandSearch(num_samples=12, seed=4)
+    search.setup(wide_space)
+    for _ in range(7):
+        arch = search.ask()
+        search.tell(arch, EvalResult("ok", {"search/val_acc": quality(arch)}))
+    assert search.num_told == 7
+    state = json.loads(json.dumps(search.state_dict()))
+    other = HyperbandSearch(num_samples=12, seed=4)
+    other.setup(wide_space)
+    other.load_state_dict(state)
+    assert other.num_told == 7 and other.ask_job() == search.ask_job()
+
+
+class Counting(TensorDataset):
+    """Counts the samples read, to tell a continued fit from one started over."""
+
+    reads = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        Counting.reads += 1
+        return super().__getitem__(index)
+
+
+class TinyData(L.LightningDataModule):
+    input_shape = (1, 8, 8)
+    num_classes = 10
+
+    def setup(self, stage: str | None = None) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return DataLoader(Counting(self.x, self.y), batch_size=32, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=32)
+
+
+def test_train_multi_fidelity_continues_checkpoint(toy_space: SearchSpace, tmp_path: Path) -> None:
+    evaluator = TrainEvaluator(TinyData(), max_epochs=1, latency_repeats=1)
+    fidelity = TrainMultiFidelity(evaluator, folder=str(tmp_path))
+    arch = toy_space.sample(np.random.default_rng(0))
+    first, ckpt = fidelity.evaluate_at(toy_space, arch, 1, None)
+    assert first.ok and Path(ckpt).is_file() and first.metrics["train/steps"] == 2
+    Counting.reads = 0
+    second, ckpt2 = fidelity.evaluate_at(toy_space, arch, 3, ckpt)
+    assert second.ok, second.error
+    assert Counting.reads == 2 * 64 + 64  # two more epochs plus BatchNorm recalibration, not three
+    assert second.metrics["train/steps"] == 6 and second.metrics["train/epochs"] == 3  # 2 steps/epoch, continued
+    assert ckpt2 != ckpt and "model/params" in second.metrics
