@@ -100,6 +100,23 @@ class MacroConvNetConfig:
     dropout: float = 0.0
 
 
+@dataclass
+class DartsCellConfig:
+    _target_: str = "lightning_nas.spaces.DartsCellSpace"
+    num_cells: int = 5
+    channels: int = 8
+    ops: list[str] = field(default_factory=lambda: [
+        "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+    ])
+
+
+@dataclass
+class NB201Config:
+    _target_: str = "lightning_nas.spaces.NB201Space"
+    cells_per_stage: int = 5
+    channels: int = 16
+
+
 # --- strategies -------------------------------------------------------------------------------
 @dataclass
 class RandomConfig:
@@ -188,6 +205,26 @@ class BayesianConfig:
     n_startup_trials: int = 10
     multivariate: bool = True
     population_size: int = 20
+
+
+@dataclass
+class DartsConfig:
+    _target_: str = "lightning_nas.strategies.DartsModule"
+    epochs: int | None = 10
+    order: str = "first"
+    warmup_epochs: int = 0
+    partial_channels: int = 1
+    weight_lr: float = 0.025
+    min_weight_lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    arch_lr: float = 3e-4
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    arch_weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    max_skip_connections: int | None = None
+    collapse_action: str = "warn"
+    seed: int = II("seed")
 
 
 # --- evaluators -------------------------------------------------------------------------------
@@ -298,10 +335,11 @@ class LightningNASConfig:
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "data": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig, "cifar10": CIFAR10Config,
              "image_folder": ImageFolderConfig},
-    "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig},
+    "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig,
+                     "darts_cell": DartsCellConfig, "nb201": NB201Config},
     "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
                  "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig,
-                 "bayesian": BayesianConfig},
+                 "bayesian": BayesianConfig, "darts": DartsConfig},
     "evaluator": {"train": TrainEvaluatorConfig, "tabular": TabularEvaluatorConfig, "proxy": ProxyEvaluatorConfig},
     "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
     "trainer": {"cpu": TrainerConfig},

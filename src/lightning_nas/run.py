@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +24,7 @@ from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.results.history import History
 from lightning_nas.results.report import summary_table, top_records
 from lightning_nas.search import best_record, run_search
+from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.supernet_search import SupernetSearch
 
@@ -76,6 +78,22 @@ def _open_history(output_dir: Path, resume: bool) -> History:
     return History(path)
 
 
+def _run_darts(module: DartsModule, space: Any, datamodule: Any, evaluator: Any, history: History, logger: Any,
+               cfg: DictConfig) -> None:
+    """Search with DARTS (skipped when resuming a finished search), then score the derived genotype."""
+    if len(history):
+        log.info("resumed: the DARTS genotype %s is already evaluated", history[0].arch.digest())
+        return
+    trainer = L.Trainer(max_epochs=module.epochs or 10, accelerator=str(cfg.trainer.accelerator), devices=1,
+                        logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        enable_progress_bar=bool(cfg.progress), num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=BilevelDataModule(datamodule))
+    arch = module.derive_genotype()
+    logger.log_images("darts/alphas", sorted((module.output_dir / "alphas").glob("*.png")))
+    log.info("DARTS genotype %s: %s", arch.digest(), space.describe(arch))
+    history.append(arch, evaluator.evaluate(space, arch), source="darts")
+
+
 def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, datamodule: Any,
                     arch: Architecture) -> dict[str, float]:
     """Retrain the chosen architecture (from scratch, or fine-tuned from the supernet) and test it once."""
@@ -120,7 +138,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_node(cfg, "data")
     space = build_node(cfg, "search_space", input_shape=list(datamodule.input_shape),
                        num_classes=datamodule.num_classes)
-    strategy = build_node(cfg, "strategy")
+    strategy = build_node(cfg, "strategy", space=space, output_dir=str(output_dir / "darts"))
     evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
     objective = build_node(cfg, "objective")
     logger = build_node(cfg, "logger", output_dir=str(output_dir),
@@ -132,7 +150,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         supernet = strategy.train_supernet(space, datamodule, output_dir, str(cfg.trainer.accelerator),
                                            bool(cfg.progress))
         search_strategy, search_evaluator = strategy.search_strategy(), strategy.evaluator(supernet, datamodule)
-    if isinstance(strategy, HyperbandSearch):  # multi-fidelity: its own driver, rungs continue from checkpoints
+    if isinstance(strategy, DartsModule):  # weight-sharing bilevel search, then the genotype is trained alone
+        logger.on_search_start(space, history)
+        _run_darts(strategy, space, datamodule, evaluator, history, logger, cfg)
+        logger.on_search_end(history)
+    elif isinstance(strategy, HyperbandSearch):  # multi-fidelity: its own driver, rungs continue from checkpoints
         logger.on_search_start(space, history)
         strategy.run(space, TrainMultiFidelity(evaluator, folder=str(output_dir / "checkpoints")), history, objective)
         logger.on_search_end(history)

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from lightning_nas.config import GROUP_SCHEMAS, register_configs
 
 CONF = Path(__file__).resolve().parents[2] / "src" / "lightning_nas" / "conf"
-RUNTIME_ARGS = {"input_shape", "num_classes", "datamodule", "output_dir", "run_config"}
+RUNTIME_ARGS = {"input_shape", "num_classes", "datamodule", "output_dir", "run_config", "space"}
 
 
 def _compose(overrides: list[str]):

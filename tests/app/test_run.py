@@ -118,3 +118,19 @@ def test_top_k_export_writes_deploy_and_code_packages(tmp_path) -> None:
     assert (folder / "deploy" / "model.pte").stat().st_size > 0
     assert (folder / "code" / "model.py").exists() and (folder / "code" / "weights.pt").exists()
     assert json.loads((folder / "package.json").read_text())["trained_weights"] is True
+
+
+def test_darts_experiment_writes_genotype_heatmaps_and_test_accuracy(tmp_path) -> None:
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "experiment=darts_cell", f"output_dir={tmp_path}", "logger=none", "progress=false",
+            "data.max_train_samples=128", "data.max_val_samples=64", "data.max_test_samples=64",
+            "search_space.num_cells=3", "search_space.channels=4", "strategy.epochs=1", "strategy.warmup_epochs=0",
+            "evaluator.max_epochs=1", "evaluator.final_max_epochs=1", "evaluator.latency_repeats=3",
+        ])
+    summary = run(cfg)
+    genotype = Architecture.from_json((tmp_path / "darts" / "genotype.json").read_text())
+    assert Architecture.load(tmp_path / "best" / "arch.json") == genotype
+    assert list((tmp_path / "darts" / "alphas").glob("epoch_*.png"))
+    assert 0.0 <= summary["test"]["test/acc"] <= 1.0

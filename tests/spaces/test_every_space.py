@@ -42,6 +42,8 @@ SMALL: dict[str, dict[str, Any]] = {
         "stem_channels": 8,
         "norms": ["batch"],
     },
+    "darts_cell": {"num_cells": 3, "channels": 4, "ops": ["skip_connect", "max_pool_3x3", "dil_conv_3x3"]},
+    "nb201": {"cells_per_stage": 1, "channels": 4},
 }
 
 

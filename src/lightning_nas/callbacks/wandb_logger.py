@@ -92,6 +92,14 @@ class WandbSearchLogger:
         columns = list(rows[0])
         self.run.log({key: wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])})
 
+    def log_images(self, key: str, paths: Sequence[Path]) -> None:
+        """Log image files (e.g. per-epoch heatmaps) under ``key``."""
+        if self.run is None or not paths:
+            return
+        import wandb
+
+        self.run.log({key: [wandb.Image(str(p), caption=Path(p).stem) for p in paths]})
+
     def log_summary(self, summary: dict[str, Any]) -> None:
         if self.run is not None:
             self.run.summary.update({k: v for k, v in summary.items() if isinstance(v, int | float | str)})

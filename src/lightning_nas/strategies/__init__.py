@@ -2,6 +2,7 @@
 
 from lightning_nas.strategies.base import STRATEGIES, ScoreFn, Strategy, default_score, register_strategy
 from lightning_nas.strategies.bayesian import BayesianStrategy
+from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.nsga2 import NSGA2Strategy
@@ -13,6 +14,8 @@ from lightning_nas.strategies.supernet import PathSampler, SupernetModule, Super
 __all__ = [
     "STRATEGIES",
     "BayesianStrategy",
+    "BilevelDataModule",
+    "DartsModule",
     "EvolutionStrategy",
     "HyperbandSearch",
     "NSGA2Strategy",
