@@ -310,6 +310,39 @@ class ExportConfig:
     codegen: bool = True
 
 
+# --- hardware -----------------------------------------------------------------------------------
+@dataclass
+class CpuTargetConfig:
+    _target_: str = "lightning_nas.hardware.CpuTarget"
+    threads: int = 1
+    repeats: int = 30
+    warmup: int = 5
+    clock: str = "wall"
+
+
+@dataclass
+class XnnpackTargetConfig:
+    _target_: str = "lightning_nas.hardware.XnnpackTarget"
+    threads: int = 1
+    repeats: int = 30
+    warmup: int = 5
+    quantize: bool = False
+
+
+@dataclass
+class LookupTableTargetConfig:
+    _target_: str = "lightning_nas.hardware.LookupTableTarget"
+    table: str = MISSING
+    fallback: str = "error"
+    scale: float | None = None
+
+
+@dataclass
+class PredictedLatencyTargetConfig:
+    _target_: str = "lightning_nas.hardware.PredictedLatencyTarget"
+    predictor_path: str = MISSING
+
+
 # --- the whole run ----------------------------------------------------------------------------
 @dataclass
 class LightningNASConfig:
@@ -322,6 +355,7 @@ class LightningNASConfig:
     objective: Any = MISSING
     trainer: Any = MISSING
     logger: Any = MISSING
+    hardware: Any = None
     name: str = "default"
     seed: int = 0
     resume: bool = False
@@ -344,6 +378,8 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
     "trainer": {"cpu": TrainerConfig},
     "logger": {"wandb": WandbLoggerConfig},
+    "hardware": {"cpu": CpuTargetConfig, "xnnpack": XnnpackTargetConfig, "lookup_table": LookupTableTargetConfig,
+                 "predicted": PredictedLatencyTargetConfig},
 }
 """Group -> schema name -> dataclass; each is stored as ``<name>_schema`` in its group."""
 

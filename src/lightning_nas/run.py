@@ -18,9 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.evolution_controller import pareto_front
+from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.data import DATAMODULES
 from lightning_nas.evaluators.supernet import retrain
 from lightning_nas.export.package import DataInfo, package_architecture
+from lightning_nas.hardware.targets import HardwareEvaluator
+from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.results.history import History
 from lightning_nas.results.report import summary_table, top_records
 from lightning_nas.search import best_record, run_search
@@ -140,9 +143,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                        num_classes=datamodule.num_classes)
     strategy = build_node(cfg, "strategy", space=space, output_dir=str(output_dir / "darts"))
     evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
+    if cfg.get("hardware") is not None:
+        evaluator = HardwareEvaluator(evaluator, build_node(cfg, "hardware"))
     objective = build_node(cfg, "objective")
     logger = build_node(cfg, "logger", output_dir=str(output_dir),
                         run_config=OmegaConf.to_container(cfg, resolve=True))
+    listeners: list[object] = [logger]  # the W&B logger first: it starts the run the others log to
+    if isinstance(objective, MultiObjective):
+        listeners.append(ParetoFrontLogger(objective, output_dir=str(output_dir), wandb_run=logger))
     log.info("search space %s: %d decisions, %.3g architectures", space, len(space.decisions), space.cardinality)
 
     search_strategy, search_evaluator, supernet = strategy, evaluator, None
@@ -159,7 +167,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         strategy.run(space, TrainMultiFidelity(evaluator, folder=str(output_dir / "checkpoints")), history, objective)
         logger.on_search_end(history)
     else:
-        run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=[logger],
+        run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=listeners,
                    progress=bool(cfg.progress))
     search_seconds = time.perf_counter() - started
 

@@ -134,3 +134,20 @@ def test_darts_experiment_writes_genotype_heatmaps_and_test_accuracy(tmp_path) -
     assert Architecture.load(tmp_path / "best" / "arch.json") == genotype
     assert list((tmp_path / "darts" / "alphas").glob("epoch_*.png"))
     assert 0.0 <= summary["test"]["test/acc"] <= 1.0
+
+
+def test_multi_objective_experiment_writes_front_files_and_wandb_table(tmp_path) -> None:
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "experiment=multi_objective", f"output_dir={tmp_path}", "progress=false", "logger=wandb",
+            *[o for o in TINY if not o.startswith(("logger", "progress"))],
+            "strategy.population_size=3", "strategy.generations=2", "hardware.repeats=3", "final_training=false",
+        ])
+    summary = run(cfg)
+    for name in ("pareto.csv", "pareto.png", "pareto3d.png", "progress.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = (tmp_path / "pareto.csv").read_text().splitlines()
+    assert len(rows) == summary["evaluations"] + 1 and "on_front" in rows[0]
+    [run_dir] = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert list((run_dir / "files" / "media" / "table").rglob("*.table.json"))

@@ -63,7 +63,8 @@ class WandbSearchLogger:
         directory = Path(self.output_dir or ".")
         directory.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
-            project=self.project, entity=self.entity, mode=self.mode, dir=str(directory), tags=self.tags,
+            project=self.project, entity=self.entity, mode=self.mode,  # type: ignore[arg-type]
+            dir=str(directory), tags=self.tags,
             name=self.run_name or directory.name, config={**self.run_config, "space": repr(space)},
             reinit="finish_previous",
         )
@@ -89,8 +90,9 @@ class WandbSearchLogger:
             return
         import wandb
 
-        columns = list(rows[0])
-        self.run.log({key: wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])})
+        names = list(rows[0])
+        columns: list[str | int] = list(names)
+        self.run.log({key: wandb.Table(columns=columns, data=[[row.get(c) for c in names] for row in rows])})
 
     def log_images(self, key: str, paths: Sequence[Path]) -> None:
         """Log image files (e.g. per-epoch heatmaps) under ``key``."""

@@ -1,5 +1,14 @@
-"""Hardware-facing model metrics: size, MACs, latency and activation memory."""
+"""Hardware-facing model metrics and targets: size, MACs, latency (measured, tabulated, predicted), memory."""
 
+from lightning_nas.hardware.lookup_table import (
+    LayerCall,
+    LookupTable,
+    MissingEntryError,
+    build_lookup_table,
+    layer_calls,
+    layer_signature,
+)
+from lightning_nas.hardware.predictor import LatencyPredictor
 from lightning_nas.hardware.profile import (
     LatencyStats,
     count_macs,
@@ -9,13 +18,38 @@ from lightning_nas.hardware.profile import (
     peak_activation_memory,
     profile_model,
 )
+from lightning_nas.hardware.targets import (
+    HARDWARE,
+    CpuTarget,
+    HardwareEvaluator,
+    HardwareTarget,
+    LookupTableTarget,
+    PredictedLatencyTarget,
+    XnnpackTarget,
+    register_hardware,
+)
 
 __all__ = [
+    "HARDWARE",
+    "CpuTarget",
+    "HardwareEvaluator",
+    "HardwareTarget",
+    "LatencyPredictor",
     "LatencyStats",
+    "LayerCall",
+    "LookupTable",
+    "LookupTableTarget",
+    "MissingEntryError",
+    "PredictedLatencyTarget",
+    "XnnpackTarget",
+    "build_lookup_table",
     "count_macs",
     "count_params",
     "iter_profile",
+    "layer_calls",
+    "layer_signature",
     "measure_latency",
     "peak_activation_memory",
     "profile_model",
+    "register_hardware",
 ]

@@ -105,6 +105,9 @@ class ElasticBatchNorm2d(Switchable):
         self.register_buffer("running_mean", torch.zeros(size))
         self.register_buffer("running_var", torch.ones(size))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.running_mean: torch.Tensor
+        self.running_var: torch.Tensor
+        self.num_batches_tracked: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
