@@ -24,7 +24,6 @@ from lightning_nas.arch import Architecture, ChoiceValue, normalise_value
 
 __all__ = [
     "ChoiceExpr",
-    "match_candidate",
     "DerivedValue",
     "InputChoice",
     "LayerChoice",
@@ -35,6 +34,7 @@ __all__ = [
     "derive",
     "fixed_arch",
     "make_divisible",
+    "match_candidate",
     "max_of",
     "resolve",
 ]
