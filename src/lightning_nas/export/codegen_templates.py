@@ -87,6 +87,20 @@ def check_identifier(kind: str, name: object) -> str:
     return name
 
 
+_WRAP = 72  # longest run of literal items kept on one line
+
+
+def _wrap_items(items: list[str]) -> str:
+    """Items joined by ", "; a long sequence continues on new lines (inside its brackets) every ~72 chars."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + len(item) + 2 <= _WRAP:
+            lines[-1] += ", " + item
+        else:
+            lines.append(item)
+    return (",\n        ").join(lines) if len(lines) > 1 else "".join(lines)
+
+
 def literal(value: Any) -> str:
     """Python source for ``value`` (None, bool, int, float, str, bytes, dtype, tuple/list/dict of them)."""
     if value is None or isinstance(value, bool):
@@ -103,7 +117,7 @@ def literal(value: Any) -> str:
     if isinstance(value, torch.dtype):
         return str(value)
     if isinstance(value, tuple | list):
-        items = ", ".join(literal(v) for v in value)
+        items = _wrap_items([literal(v) for v in value])
         if isinstance(value, list):
             return f"[{items}]"
         return f"({items},)" if len(value) == 1 else f"({items})"

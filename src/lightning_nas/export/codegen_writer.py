@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import inspect
 import keyword
 import re
 import symtable
 import sys
 import textwrap
+import types
+import typing
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -227,6 +230,10 @@ class ModuleWriter:
             self.imports[name] = self._import_module(name, obj, ctx)
         elif qualified in _IDENTITY:
             self.copy_function(_IDENTITY_SOURCE.format(name=name), {"Any": Any}, ctx)
+        elif _is_type_alias(obj):  # e.g. ``NodeWeights = tuple[torch.Tensor, torch.Tensor | None]``
+            text = repr(obj)
+            self.helpers.append(f"{name} = {text}")
+            self.resolve(text, {"torch": torch, "typing": typing, "collections": collections}, ctx)
         elif inspect.isfunction(obj) and not _allowed(obj.__module__):
             if obj.__name__ != name or obj.__closure__:
                 raise ctx.fail(f"its code uses {name!r}, a renamed import or closure that cannot be copied")
@@ -379,3 +386,10 @@ class ModuleWriter:
             todo += _self_references(source)
             body.append(textwrap.indent(source, "    ").rstrip("\n"))
         return body
+
+
+def _is_type_alias(obj: object) -> bool:
+    """A parametrised generic or a union used as a type alias (``tuple[Tensor, int]``, ``int | None``)."""
+    return isinstance(obj, types.GenericAlias | types.UnionType) or (
+        type(obj).__module__ == "typing" and hasattr(obj, "__origin__")
+    )

@@ -127,13 +127,13 @@ class NB201Network(nn.Module):
             for _ in range(cells_per_stage):
                 layers.append(cell(c))
                 self.is_cell.append(True)
-        self.layers = nn.ModuleList(layers)
+        self.body = nn.ModuleList(layers)
         self.head = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         x = self.stem(x)
-        for is_cell, layer in zip(self.is_cell, self.layers, strict=True):
+        for is_cell, layer in zip(self.is_cell, self.body, strict=True):
             x = layer(x, None if weights is None else weights["cell"]) if is_cell else layer(x)
         return self.classifier(self.head(x))
 
