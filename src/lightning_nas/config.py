@@ -117,6 +117,17 @@ class NB201Config:
     channels: int = 16
 
 
+@dataclass
+class VitSpaceConfig:
+    _target_: str = "lightning_nas.spaces.VisionTransformerSpace"
+    num_layers: list[int] = field(default_factory=lambda: [4, 6, 8, 10, 12])
+    num_heads: list[int] = field(default_factory=lambda: [4, 8, 16])
+    mlp_ratios: list[float] = field(default_factory=lambda: [2.0, 3.0, 4.0])
+    patch_sizes: list[int] | None = None
+    embed_dims: list[int] = field(default_factory=lambda: [64, 128, 192])
+    dropout: float = 0.0
+
+
 # --- strategies -------------------------------------------------------------------------------
 @dataclass
 class RandomConfig:
@@ -227,6 +238,13 @@ class DartsConfig:
     seed: int = II("seed")
 
 
+@dataclass
+class WarmEvolutionConfig(EvolutionConfig):
+    _target_: str = "lightning_nas.strategies.WarmStartEvolution"
+    source: str | None = None
+    top_k: int = 5
+
+
 # --- evaluators -------------------------------------------------------------------------------
 @dataclass
 class TrainEvaluatorConfig:
@@ -246,6 +264,18 @@ class TrainEvaluatorConfig:
     seed: int = II("seed")
     accelerator: str = II("trainer.accelerator")
     deterministic: bool = II("trainer.deterministic")
+
+
+@dataclass
+class RobustEvaluatorConfig:
+    _target_: str = "lightning_nas.evaluators.RobustnessEvaluator"
+    inner: TrainEvaluatorConfig = field(default_factory=TrainEvaluatorConfig)
+    noise_levels: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])
+    corruptions: list[str] = field(default_factory=lambda: ["gaussian_noise", "shot_noise", "impulse_noise"])
+    severity: int = 3
+    eps: float = 0.03137254901960784
+    pgd_steps: int = 10
+    max_batches: int | None = 4
 
 
 @dataclass
@@ -370,11 +400,12 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "data": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig, "cifar10": CIFAR10Config,
              "image_folder": ImageFolderConfig},
     "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig,
-                     "darts_cell": DartsCellConfig, "nb201": NB201Config},
+                     "darts_cell": DartsCellConfig, "nb201": NB201Config, "vit": VitSpaceConfig},
     "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
                  "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig,
-                 "bayesian": BayesianConfig, "darts": DartsConfig},
-    "evaluator": {"train": TrainEvaluatorConfig, "tabular": TabularEvaluatorConfig, "proxy": ProxyEvaluatorConfig},
+                 "bayesian": BayesianConfig, "darts": DartsConfig, "warm_evolution": WarmEvolutionConfig},
+    "evaluator": {"train": TrainEvaluatorConfig, "tabular": TabularEvaluatorConfig, "proxy": ProxyEvaluatorConfig,
+                  "robust": RobustEvaluatorConfig},
     "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
     "trainer": {"cpu": TrainerConfig},
     "logger": {"wandb": WandbLoggerConfig},

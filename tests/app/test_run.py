@@ -151,3 +151,28 @@ def test_multi_objective_experiment_writes_front_files_and_wandb_table(tmp_path)
     assert len(rows) == summary["evaluations"] + 1 and "on_front" in rows[0]
     [run_dir] = list((tmp_path / "wandb").glob("offline-run-*"))
     assert list((run_dir / "files" / "media" / "table").rglob("*.table.json"))
+
+
+@pytest.mark.parametrize("experiment", ["vit_search", "robustness"])
+def test_issue8_experiments_run_end_to_end(tmp_path, experiment: str) -> None:
+    register_configs()
+    extra = {"vit_search": ["search_space.num_layers=[1,2]", "search_space.embed_dims=[8,16]",
+                            "search_space.num_heads=[1,2]", "evaluator.max_epochs=1", "evaluator.final_max_epochs=1"],
+             "robustness": ["evaluator.inner.max_epochs=1", "evaluator.inner.final_max_epochs=1",
+                            "evaluator.inner.latency_repeats=3", "evaluator.pgd_steps=2", "evaluator.max_batches=1",
+                            "search_space.width_multipliers=[0.5]"]}[experiment]
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            f"experiment={experiment}", f"output_dir={tmp_path}", "logger=none", "progress=false",
+            "data.max_train_samples=128", "data.max_val_samples=64", "data.max_test_samples=64",
+            "strategy.population_size=2", "strategy.generations=1", *extra,
+        ])
+        if experiment == "robustness":
+            cfg.strategy.tournament_size = 2
+            cfg.strategy.elitism = 1
+    summary = run(cfg)
+    assert summary["evaluations"] >= 2 and 0.0 <= summary["test"]["test/acc"] <= 1.0
+    if experiment == "robustness":
+        assert "robust/adv_ratio" in summary["best"]["metrics"]
+    else:
+        assert (tmp_path / "pareto.png").stat().st_size > 0

@@ -44,6 +44,7 @@ SMALL: dict[str, dict[str, Any]] = {
     },
     "darts_cell": {"num_cells": 3, "channels": 4, "ops": ["skip_connect", "max_pool_3x3", "dil_conv_3x3"]},
     "nb201": {"cells_per_stage": 1, "channels": 4},
+    "vit": {"num_layers": [1, 2], "num_heads": [1, 2], "mlp_ratios": [1.0, 2.0], "embed_dims": [8, 16]},
 }
 
 

@@ -7,6 +7,7 @@ from lightning_nas.evaluators.classifier import (
     recalibrate_batchnorm,
 )
 from lightning_nas.evaluators.proxy import ProxyEvaluator, proxy_features
+from lightning_nas.evaluators.robust import RobustnessEvaluator
 from lightning_nas.evaluators.supernet import SupernetEvaluator, recalibrate_bn, retrain
 from lightning_nas.evaluators.tabular import ArchitectureNotInTable, TabularEvaluator
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
@@ -18,6 +19,7 @@ __all__ = [
     "Evaluator",
     "ProxyEvaluator",
     "RecalibrateBatchNorm",
+    "RobustnessEvaluator",
     "Status",
     "SupernetEvaluator",
     "TabularEvaluator",

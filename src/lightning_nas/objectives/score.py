@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from lightning_nas.evaluators.base import EvalResult
+if TYPE_CHECKING:  # a runtime import would tie objectives to the evaluators package (import cycle)
+    from lightning_nas.evaluators.base import EvalResult
 
 __all__ = ["METRIC_ALIASES", "METRIC_SCALES", "Objective", "metric_key"]
 
@@ -15,10 +17,15 @@ METRIC_ALIASES: dict[str, str] = {
     "macs": "model/macs",
     "latency": "hw/latency_ms",
     "memory": "hw/memory_mb",
+    "robustness": "robust/adv_ratio",
+    "corruption_robustness": "robust/corrupt_ratio",
 }
 """Short objective names and the result metric each one reads."""
 
-METRIC_SCALES: dict[str, float] = {"params": 1e-6, "macs": 1e-6, "latency": 1.0, "memory": 1.0, "accuracy": 1.0}
+METRIC_SCALES: dict[str, float] = {
+    "params": 1e-6, "macs": 1e-6, "latency": 1.0, "memory": 1.0, "accuracy": 1.0, "robustness": 1.0,
+    "corruption_robustness": 1.0,
+}
 """Units used in weighted sums: params and MACs in millions, latency in ms, memory in MB."""
 
 

@@ -6,6 +6,7 @@ from lightning_nas.spaces.efficient_convnet import EfficientConvNetSpace
 from lightning_nas.spaces.macro_convnet import MacroConvNetSpace
 from lightning_nas.spaces.nb201 import NB201Space, nb201_from_string, nb201_to_string
 from lightning_nas.spaces.ops import MACRO_OPS, register_op
+from lightning_nas.spaces.vit import VisionTransformerSpace
 
 __all__ = [
     "MACRO_OPS",
@@ -15,6 +16,7 @@ __all__ = [
     "MacroConvNetSpace",
     "NB201Space",
     "SearchSpace",
+    "VisionTransformerSpace",
     "nb201_from_string",
     "nb201_to_string",
     "register_op",

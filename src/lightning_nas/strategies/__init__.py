@@ -10,6 +10,7 @@ from lightning_nas.strategies.operators import crossover, mutate, sample_unseen
 from lightning_nas.strategies.random_search import RandomSearch
 from lightning_nas.strategies.rl import RLStrategy
 from lightning_nas.strategies.supernet import PathSampler, SupernetModule, SupernetSpace, path_extremes
+from lightning_nas.strategies.transfer import WarmStartEvolution
 
 __all__ = [
     "STRATEGIES",
@@ -27,6 +28,7 @@ __all__ = [
     "SupernetModule",
     "SupernetSpace",
     "TrainMultiFidelity",
+    "WarmStartEvolution",
     "crossover",
     "default_score",
     "mutate",

@@ -11,11 +11,13 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from lightning_nas.arch import Architecture
+
+if TYPE_CHECKING:
+    from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.evaluators.base import EvalResult
-from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
 from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
@@ -104,9 +106,9 @@ class BayesianStrategy(Strategy):
         optuna = _import_optuna()
         super().setup(space, score)
         self._labels = list(space.decisions)
-        multi = isinstance(score, MultiObjective)
+        multi = _is_multi(score)
         directions = ([("maximize" if d == "max" else "minimize") for d in score.directions]
-                      if isinstance(score, MultiObjective) else ["maximize"])
+                      if _is_multi(score) else ["maximize"])
 
         def constraints(trial: Any) -> list[float]:
             return [float(trial.user_attrs.get("violation", 0.0))]
@@ -166,7 +168,7 @@ class BayesianStrategy(Strategy):
     def _values(self, result: EvalResult) -> tuple[list[float] | None, float]:
         """Values to tell the study (None: failed) and the constraint violation."""
         score = self.score
-        if isinstance(score, MultiObjective):
+        if _is_multi(score):
             vector = [float(v) for v in score.vector(result)]
             violation = score.violation(result)
             ok = result.ok and all(math.isfinite(v) for v in vector)
@@ -229,3 +231,10 @@ class BayesianStrategy(Strategy):
             self._replay(state["trials"])
         super().load_state_dict(state)
         self._seen = {Architecture(e["arch"]): EvalResult.from_dict(e["result"]) for e in state["seen"]}
+
+
+def _is_multi(score: object) -> TypeGuard[MultiObjective]:
+    """Whether ``score`` is a :class:`~lightning_nas.objectives.MultiObjective` (imported late: import cycle)."""
+    from lightning_nas.objectives.multi import MultiObjective
+
+    return isinstance(score, MultiObjective)

@@ -1,0 +1,197 @@
+"""Transfer / warm start: seed a new evolutionary search with the best architectures of a previous run."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lightning_nas.arch import Architecture
+from lightning_nas.results.history import History, Record
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.base import ScoreFn, default_score, register_strategy
+from lightning_nas.strategies.evolution import EvolutionStrategy
+from lightning_nas.strategies.operators import sample_unseen
+
+__all__ = ["WarmStartEvolution", "best_so_far", "load_source_run", "select_valid", "transfer_plot"]
+
+log = logging.getLogger(__name__)
+
+
+def _read_records(path: Path) -> list[Record]:
+    """The records of a ``history.jsonl`` without touching the file (a torn last line is skipped)."""
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(keepends=True), 1):
+        if not line.endswith("\n"):
+            log.warning("%s: skipping a torn last line", path)
+            break
+        try:
+            records.append(Record.from_json(line))
+        except (ValueError, KeyError) as error:
+            raise ValueError(f"{path}: line {number} is not a history record: {error}") from error
+    return records
+
+
+def load_source_run(path: str | Path, score: ScoreFn = default_score) -> tuple[list[Architecture], list[Record]]:
+    """The architectures of a previous run, best first, and its history records.
+
+    Args:
+        path: the run's output directory (holding ``history.jsonl`` and ``best/arch.json``) or its
+            ``history.jsonl``.
+        score: what ranks the successful records (default: validation accuracy).
+
+    Returns:
+        ``(ranked, records)``: ``best/arch.json`` first when present, then every successful record
+        by score (earliest first on ties), without repeats; and the records in order.
+
+    Example:
+        >>> ranked, records = load_source_run("outputs/run0")  # doctest: +SKIP
+    """
+    root = Path(path)
+    history = root if root.is_file() else root / "history.jsonl"
+    if not history.is_file():
+        raise FileNotFoundError(f"no history.jsonl for the source run at {root}")
+    records = _read_records(history)
+    scored = [(score(r.result), r.index, r.arch) for r in records if r.result.ok]
+    ranked = [arch for value, _, arch in sorted(scored, key=lambda t: (-t[0], t[1])) if value > -math.inf]
+    best_file = history.parent / "best" / "arch.json"
+    if best_file.is_file():
+        ranked.insert(0, Architecture.load(best_file))
+    return list(dict.fromkeys(ranked)), records
+
+
+@register_strategy("warm_evolution")
+class WarmStartEvolution(EvolutionStrategy):
+    """Evolution whose first generation starts with a previous run's ``top_k`` architectures.
+
+    Source architectures are checked with ``space.validate`` at :meth:`setup`; invalid ones are
+    skipped with a logged reason (e.g. a decision the new space lacks) until ``top_k`` valid
+    ones are found. The rest of the first generation is random, and evolution proceeds as in
+    :class:`EvolutionStrategy`. The seeds are part of :meth:`state_dict`, so a resumed search
+    asks exactly the same architectures.
+
+    Args:
+        source: the previous run's output directory or ``history.jsonl`` (``None``: no warm start).
+        top_k: how many source architectures seed the first generation (at most ``population_size``).
+        num_samples, seed, mode, population_size, generations, mutation_rate, crossover_rate,
+        tournament_size, elitism: as in :class:`EvolutionStrategy`.
+
+    Example:
+        >>> strategy = WarmStartEvolution(source=None, population_size=8, generations=2)
+        >>> strategy.num_samples
+        16
+    """
+
+    name = "warm_evolution"
+
+    def __init__(
+        self,
+        source: str | None = None,
+        top_k: int = 5,
+        num_samples: int | None = None,
+        seed: int = 0,
+        mode: str = "ga",
+        population_size: int = 50,
+        generations: int = 5,
+        mutation_rate: float = 0.1,
+        crossover_rate: float = 0.8,
+        tournament_size: int = 5,
+        elitism: int = 2,
+    ) -> None:
+        super().__init__(num_samples, seed, mode, population_size, generations, mutation_rate, crossover_rate,
+                         tournament_size, elitism)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"strategy.top_k must be a non-negative integer, got {top_k!r}")
+        self.source, self.top_k = source, top_k
+        self.source_ranked: list[Architecture] = [] if source is None else load_source_run(source)[0]
+        self.warm: list[Architecture] | None = None
+        """The valid source architectures seeding generation 0 (set by :meth:`setup` or a checkpoint)."""
+
+    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
+        super().setup(space, score)
+        if self.warm is None:
+            self.warm = select_valid(space, self.source_ranked, min(self.top_k, self.population_size))
+
+    def _propose(self, space: SearchSpace) -> Architecture:
+        if self._pending is None and len(self._population) < self.population_size:
+            fresh = [arch for arch in self.warm or [] if arch not in self._seen]
+            self._pending = fresh[0] if fresh else sample_unseen(space, self.rng, self._seen)
+        return super()._propose(space)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "warm": None if self.warm is None else [a.to_dict() for a in self.warm]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        warm = state.get("warm")
+        self.warm = None if warm is None else [Architecture(a) for a in warm]
+
+
+def select_valid(space: SearchSpace, ranked: Iterable[Architecture], k: int) -> list[Architecture]:
+    """The first ``k`` of ``ranked`` that ``space`` accepts, each invalid one logged with its reason."""
+    chosen: list[Architecture] = []
+    for arch in ranked:
+        if len(chosen) >= k:
+            break
+        try:
+            chosen.append(space.validate(arch))
+        except ValueError as error:
+            log.info("warm start: skipping source architecture %s: %s", arch.digest(), error)
+    log.info("warm start: %d source architecture(s) seed the first generation", len(chosen))
+    return list(dict.fromkeys(chosen))
+
+
+def best_so_far(records: Iterable[Record], score: ScoreFn = default_score) -> np.ndarray[Any, Any]:
+    """Running maximum of ``score`` over ``records`` in evaluation order (``-inf`` before any success)."""
+    values = np.array([score(r.result) for r in records], dtype=float)
+    return np.maximum.accumulate(values) if values.size else values
+
+
+def _records(history: History | Sequence[Record] | str | Path) -> list[Record]:
+    if isinstance(history, str | Path):
+        return load_source_run(history)[1]
+    return list(history)
+
+
+def transfer_plot(
+    scratch_history: History | Sequence[Record] | str | Path,
+    transfer_history: History | Sequence[Record] | str | Path,
+    path: str | Path,
+    score: ScoreFn = default_score,
+    ylabel: str = "best validation accuracy",
+) -> Path:
+    """Plot best-so-far score against evaluations for a from-scratch and a warm-started search.
+
+    Args:
+        scratch_history: the from-scratch run (a :class:`History`, records, or a run directory).
+        transfer_history: the warm-started run, likewise.
+        path: the image file to write (e.g. ``transfer.png``).
+        score: the score plotted (default: validation accuracy).
+        ylabel: the y-axis label.
+
+    Example:
+        >>> transfer_plot("outputs/scratch", "outputs/warm", "transfer.png")  # doctest: +SKIP
+    """
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    for label, history, color in (("from scratch", scratch_history, "tab:blue"),
+                                  ("warm start", transfer_history, "tab:orange")):
+        curve = best_so_far(_records(history), score)
+        steps = np.arange(1, curve.size + 1)
+        finite = np.isfinite(curve)
+        ax.step(steps[finite], curve[finite], where="post", label=label, color=color)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    return out
