@@ -2,4 +2,5 @@
 
 from lightning_nas.cli import main
 
-main()
+if __name__ == "__main__":  # process-pool workers start with spawn and re-import this file
+    main()

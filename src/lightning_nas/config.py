@@ -373,6 +373,29 @@ class PredictedLatencyTargetConfig:
     predictor_path: str = MISSING
 
 
+# --- executors ----------------------------------------------------------------------------------
+@dataclass
+class LocalExecutorConfig:
+    _target_: str = "lightning_nas.executors.LocalExecutor"
+
+
+@dataclass
+class ProcessExecutorConfig:
+    _target_: str = "lightning_nas.executors.ProcessExecutor"
+    max_workers: int = 2
+    retries: int = 1
+    timeout_s: float | None = None
+
+
+@dataclass
+class RayExecutorConfig:
+    _target_: str = "lightning_nas.executors.RayExecutor"
+    address: str | None = None
+    num_cpus: int | None = None
+    retries: int = 1
+    timeout_s: float | None = None
+
+
 # --- the whole run ----------------------------------------------------------------------------
 @dataclass
 class LightningNASConfig:
@@ -386,6 +409,7 @@ class LightningNASConfig:
     trainer: Any = MISSING
     logger: Any = MISSING
     hardware: Any = None
+    executor: Any = None
     name: str = "default"
     seed: int = 0
     resume: bool = False
@@ -409,6 +433,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
     "trainer": {"cpu": TrainerConfig},
     "logger": {"wandb": WandbLoggerConfig},
+    "executor": {"local": LocalExecutorConfig, "process": ProcessExecutorConfig, "ray": RayExecutorConfig},
     "hardware": {"cpu": CpuTargetConfig, "xnnpack": XnnpackTargetConfig, "lookup_table": LookupTableTargetConfig,
                  "predicted": PredictedLatencyTargetConfig},
 }

@@ -21,6 +21,7 @@ from lightning_nas.callbacks.evolution_controller import pareto_front
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.data import DATAMODULES
 from lightning_nas.evaluators.supernet import retrain
+from lightning_nas.executors import LocalExecutor, run_search_parallel
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.targets import HardwareEvaluator
 from lightning_nas.objectives.multi import MultiObjective
@@ -167,8 +168,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         strategy.run(space, TrainMultiFidelity(evaluator, folder=str(output_dir / "checkpoints")), history, objective)
         logger.on_search_end(history)
     else:
-        run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=listeners,
-                   progress=bool(cfg.progress))
+        with build_node(cfg, "executor") as executor:
+            if isinstance(executor, LocalExecutor):
+                run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=listeners,
+                           progress=bool(cfg.progress))
+            else:  # candidates evaluated in parallel; the history is the sequential one (see executors.parallel)
+                run_search_parallel(space, search_strategy, search_evaluator, history, executor, score=objective,
+                                    listeners=listeners, progress=bool(cfg.progress))
     search_seconds = time.perf_counter() - started
 
     best = best_record(history, objective)

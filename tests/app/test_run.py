@@ -176,3 +176,13 @@ def test_issue8_experiments_run_end_to_end(tmp_path, experiment: str) -> None:
         assert "robust/adv_ratio" in summary["best"]["metrics"]
     else:
         assert (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_process_executor_gives_the_local_history(tmp_path) -> None:
+    base = ["strategy=random", "strategy.num_samples=3", "final_training=false"]
+    run(_cfg(tmp_path / "local", *base))
+    run(_cfg(tmp_path / "process", *base, "executor=process", "executor.max_workers=2"))
+    local = [json.loads(line) for line in (tmp_path / "local" / "history.jsonl").read_text().splitlines()]
+    pooled = [json.loads(line) for line in (tmp_path / "process" / "history.jsonl").read_text().splitlines()]
+    assert [r["arch"] for r in local] == [r["arch"] for r in pooled]
+    assert [r["metrics"]["search/val_acc"] for r in local] == [r["metrics"]["search/val_acc"] for r in pooled]
