@@ -223,3 +223,9 @@ def test_repeat_accepts_a_shared_depth_choice_in_fixed_mode() -> None:
     with fixed_arch({"d": 2}):
         stack = Repeat(lambda i: nn.Linear(2, 2), [1, 2, 3], label="d")
     assert isinstance(stack, nn.Sequential) and len(stack) == 2
+
+
+def test_active_labels_skip_blocks_beyond_the_chosen_depth(toy_space) -> None:
+    arch = Architecture({**toy_space.sample(np.random.default_rng(0)), "depth": 1})
+    assert toy_space.active_labels(arch) == {"width", "kernel", "depth", "block0/op"}
+    assert "block2/op" not in toy_space.describe(arch) and "depth=1" in toy_space.describe(arch)

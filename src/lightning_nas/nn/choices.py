@@ -40,17 +40,25 @@ __all__ = [
 ]
 
 _FIXED: contextvars.ContextVar[Architecture | None] = contextvars.ContextVar("lightning_nas_fixed", default=None)
+_USED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("lightning_nas_used", default=None)
 
 
 @contextmanager
-def fixed_arch(arch: Mapping[str, Any]) -> Iterator[Architecture]:
-    """Within this context, choice constructors build the chosen candidate of ``arch``."""
+def fixed_arch(arch: Mapping[str, Any], used: set[str] | None = None) -> Iterator[Architecture]:
+    """Within this context, choice constructors build the chosen candidate of ``arch``.
+
+    Args:
+        arch: label -> chosen value.
+        used: when given, receives the labels the build actually consulted (its active decisions;
+            e.g. the blocks beyond a chosen depth are not built, so their decisions are inactive).
+    """
     frozen = arch if isinstance(arch, Architecture) else Architecture(arch)
-    token = _FIXED.set(frozen)
+    token, used_token = _FIXED.set(frozen), _USED.set(used)
     try:
         yield frozen
     finally:
         _FIXED.reset(token)
+        _USED.reset(used_token)
 
 
 def match_candidate(label: str, value: Any, candidates: Sequence[ChoiceValue]) -> ChoiceValue:
@@ -75,6 +83,9 @@ def _fixed_value(label: str, candidates: Sequence[ChoiceValue]) -> ChoiceValue |
         return None
     if label not in arch:
         raise ValueError(f"architecture has no value for decision {label!r}")
+    used = _USED.get()
+    if used is not None:
+        used.add(label)
     return match_candidate(label, arch[label], candidates)
 
 

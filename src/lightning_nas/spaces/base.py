@@ -78,9 +78,18 @@ class SearchSpace(ABC):
     def example_input(self, batch_size: int = 2) -> torch.Tensor:
         return torch.randn(batch_size, *self.input_shape)
 
+    def active_labels(self, arch: Mapping[str, Any]) -> set[str]:
+        """The decisions ``arch`` actually uses (e.g. not those of blocks beyond its chosen depth)."""
+        used: set[str] = set()
+        with torch.device("meta"), fixed_arch(self.validate(arch), used=used):
+            self.construct()
+        return used
+
     def describe(self, arch: Mapping[str, Any]) -> str:
-        """A compact one-line human description of ``arch``."""
-        return ", ".join(f"{k}={v}" for k, v in self.validate(arch).items())
+        """A compact one-line human description of ``arch``'s active decisions."""
+        frozen = self.validate(arch)
+        active = self.active_labels(frozen)
+        return ", ".join(f"{k}={v}" for k, v in frozen.items() if k in active)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(input_shape={self.input_shape}, num_classes={self.num_classes})"
