@@ -243,6 +243,7 @@ class WarmEvolutionConfig(EvolutionConfig):
     _target_: str = "lightning_nas.strategies.WarmStartEvolution"
     source: str | None = None
     top_k: int = 5
+    scratch: str | None = None
 
 
 # --- evaluators -------------------------------------------------------------------------------

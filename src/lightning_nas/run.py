@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.evolution_controller import pareto_front
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
+from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
 from lightning_nas.data import DATAMODULES
 from lightning_nas.evaluators.supernet import retrain
 from lightning_nas.executors import LocalExecutor, run_search_parallel
@@ -31,6 +32,7 @@ from lightning_nas.search import best_record, run_search
 from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.supernet_search import SupernetSearch
+from lightning_nas.strategies.transfer import WarmStartEvolution
 
 __all__ = ["ConfigError", "build_node", "resolve_output_dir", "run"]
 
@@ -152,6 +154,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     listeners: list[object] = [logger]  # the W&B logger first: it starts the run the others log to
     if isinstance(objective, MultiObjective):
         listeners.append(ParetoFrontLogger(objective, output_dir=str(output_dir), wandb_run=logger))
+    budgets = {c.key: c.bound for c in getattr(objective, "constraints", []) if c.kind == "max"}
+    listeners.append(RobustnessReport(output_dir))
+    listeners.append(EfficiencyReport(output_dir, max_params=budgets.get("model/params"),
+                                      max_latency_ms=budgets.get("hw/latency_ms")))
+    if isinstance(strategy, WarmStartEvolution):
+        listeners.append(TransferReport(output_dir, source=strategy.source, scratch=strategy.scratch))
     log.info("search space %s: %d decisions, %.3g architectures", space, len(space.decisions), space.cardinality)
 
     search_strategy, search_evaluator, supernet = strategy, evaluator, None

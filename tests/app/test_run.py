@@ -186,3 +186,20 @@ def test_process_executor_gives_the_local_history(tmp_path) -> None:
     pooled = [json.loads(line) for line in (tmp_path / "process" / "history.jsonl").read_text().splitlines()]
     assert [r["arch"] for r in local] == [r["arch"] for r in pooled]
     assert [r["metrics"]["search/val_acc"] for r in local] == [r["metrics"]["search/val_acc"] for r in pooled]
+
+
+def test_transfer_experiment_seeds_from_a_source_run_and_plots(tmp_path) -> None:
+    source = tmp_path / "source"
+    run(_cfg(source, "strategy=random", "strategy.num_samples=2", "final_training=false"))
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            *TINY, "experiment=transfer", f"output_dir={tmp_path / 'target'}", f"strategy.source={source}",
+            f"strategy.scratch={source}", "strategy.population_size=2", "strategy.generations=1",
+            "strategy.tournament_size=2", "strategy.elitism=1", "strategy.top_k=1", "final_training=false",
+        ])
+    run(cfg)
+    first = json.loads((tmp_path / "target" / "history.jsonl").read_text().splitlines()[0])
+    assert first["arch"] == json.loads((source / "best" / "arch.json").read_text())
+    assert (tmp_path / "target" / "transfer.png").stat().st_size > 0
+    assert (tmp_path / "target" / "efficiency.csv").exists()

@@ -81,6 +81,7 @@ class WarmStartEvolution(EvolutionStrategy):
         top_k: how many source architectures seed the first generation (at most ``population_size``).
         num_samples, seed, mode, population_size, generations, mutation_rate, crossover_rate,
         tournament_size, elitism: as in :class:`EvolutionStrategy`.
+        scratch: an earlier from-scratch run on the same task, drawn against this run in ``transfer.png``.
 
     Example:
         >>> strategy = WarmStartEvolution(source=None, population_size=8, generations=2)
@@ -103,9 +104,11 @@ class WarmStartEvolution(EvolutionStrategy):
         crossover_rate: float = 0.8,
         tournament_size: int = 5,
         elitism: int = 2,
+        scratch: str | None = None,
     ) -> None:
         super().__init__(num_samples, seed, mode, population_size, generations, mutation_rate, crossover_rate,
                          tournament_size, elitism)
+        self.scratch = scratch
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"strategy.top_k must be a non-negative integer, got {top_k!r}")
         self.source, self.top_k = source, top_k
