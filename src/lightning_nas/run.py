@@ -28,7 +28,7 @@ from lightning_nas.hardware.targets import HardwareEvaluator
 from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.results.history import History
 from lightning_nas.results.report import summary_table, top_records
-from lightning_nas.search import best_record, run_search
+from lightning_nas.search import best_record, notify, run_search
 from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.supernet_search import SupernetSearch
@@ -168,13 +168,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                            bool(cfg.progress))
         search_strategy, search_evaluator = strategy.search_strategy(), strategy.evaluator(supernet, datamodule)
     if isinstance(strategy, DartsModule):  # weight-sharing bilevel search, then the genotype is trained alone
-        logger.on_search_start(space, history)
+        notify(listeners, "on_search_start", space, history)
         _run_darts(strategy, space, datamodule, evaluator, history, logger, cfg)
-        logger.on_search_end(history)
+        notify(listeners, "on_search_end", history)
     elif isinstance(strategy, HyperbandSearch):  # multi-fidelity: its own driver, rungs continue from checkpoints
-        logger.on_search_start(space, history)
+        notify(listeners, "on_search_start", space, history)
         strategy.run(space, TrainMultiFidelity(evaluator, folder=str(output_dir / "checkpoints")), history, objective)
-        logger.on_search_end(history)
+        notify(listeners, "on_search_end", history)
     else:
         with build_node(cfg, "executor") as executor:
             if isinstance(executor, LocalExecutor):

@@ -16,7 +16,7 @@ from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn, Strategy, default_score
 
-__all__ = ["ResumeError", "SearchListener", "best_record", "run_search"]
+__all__ = ["ResumeError", "SearchListener", "best_record", "notify", "run_search"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def _replay(strategy: Strategy, history: History) -> dict[Architecture, EvalResu
     return seen
 
 
-def _notify(listeners: Sequence[object], hook: str, *args: object) -> None:
+def notify(listeners: Sequence[object], hook: str, *args: object) -> None:
+    """Call ``hook(*args)`` on every listener that defines it."""
     for listener in listeners:
         method = getattr(listener, hook, None)
         if callable(method):
@@ -90,7 +91,7 @@ def run_search(
     seen = _replay(strategy, history)
     if history:
         log.info("resumed: replayed %d evaluations from %s", len(history), history.path)
-    _notify(listeners, "on_search_start", space, history)
+    notify(listeners, "on_search_start", space, history)
     started = time.perf_counter()
     best = max((score(r.result) for r in history), default=-math.inf)
     failed = sum(not r.result.ok for r in history)
@@ -113,8 +114,8 @@ def run_search(
             best = max(best, score(result))
             bar.set_postfix(best=f"{best:.4f}", failed=failed, elapsed=f"{time.perf_counter() - started:.0f}s")
             bar.update(1)
-            _notify(listeners, "on_candidate_end", record, history)
-    _notify(listeners, "on_search_end", history)
+            notify(listeners, "on_candidate_end", record, history)
+    notify(listeners, "on_search_end", history)
     return history
 
 

@@ -12,7 +12,7 @@ from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult, Evaluator
 from lightning_nas.executors.base import Executor
 from lightning_nas.results.history import History
-from lightning_nas.search import _notify, _replay
+from lightning_nas.search import _replay, notify
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn, Strategy, default_score
 
@@ -92,7 +92,7 @@ def run_search_parallel(
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
     strategy.setup(space, score)
     seen = _replay(strategy, history)
-    _notify(listeners, "on_search_start", space, history)
+    notify(listeners, "on_search_start", space, history)
     cache: dict[Architecture, EvalResult] = {}
     bar = tqdm(total=strategy.num_samples, initial=strategy.num_told, desc="search", unit="cand",
                disable=not progress, dynamic_ncols=True)
@@ -113,8 +113,8 @@ def run_search_parallel(
             if not result.ok:
                 log.warning("candidate %d failed: %s", record.index, result.error)
             bar.update(1)
-            _notify(listeners, "on_candidate_end", record, history)
+            notify(listeners, "on_candidate_end", record, history)
     if cache:
         log.info("%d speculative evaluations were not asked by the strategy and were dropped", len(cache))
-    _notify(listeners, "on_search_end", history)
+    notify(listeners, "on_search_end", history)
     return history
