@@ -20,7 +20,6 @@ from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.evolution_controller import pareto_front
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
-from lightning_nas.data import DATAMODULES
 from lightning_nas.evaluators.supernet import retrain
 from lightning_nas.executors import LocalExecutor, run_search_parallel
 from lightning_nas.export.package import DataInfo, package_architecture
@@ -115,8 +114,7 @@ def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, da
 def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, objective: Any, evaluator: Any,
                 output_dir: Path) -> list[dict[str, Any]]:
     """Deploy and code packages for the ``export.top_k`` best architectures (trained weights where available)."""
-    name = next((n for n in DATAMODULES.names() if DATAMODULES.get(n) is type(datamodule)), "digits")
-    data = DataInfo.from_datamodule(name, datamodule)
+    data = DataInfo.from_datamodule(datamodule)
     trained: dict[Architecture, Any] = getattr(evaluator, "trained_models", {})
     exported = []
     for rank, record in enumerate(top_records(history, objective, int(cfg.export.top_k)), start=1):

@@ -16,7 +16,6 @@ from omegaconf import MISSING, DictConfig
 
 from lightning_nas.arch import Architecture
 from lightning_nas.config import register_configs
-from lightning_nas.data import DATAMODULES
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.run import ConfigError, build_node
 
@@ -57,8 +56,7 @@ def export_from_config(cfg: DictConfig) -> dict[str, Any]:
         model = space.build(arch)
     if cfg.weights:
         model.load_state_dict(torch.load(str(cfg.weights), weights_only=True))
-    name = next((n for n in DATAMODULES.names() if DATAMODULES.get(n) is type(datamodule)), "digits")
-    outcome = package_architecture(model, arch, Path(str(cfg.output_dir)), DataInfo.from_datamodule(name, datamodule),
+    outcome = package_architecture(model, arch, Path(str(cfg.output_dir)), DataInfo.from_datamodule(datamodule),
                                    trained=bool(cfg.weights), quantize=bool(cfg.quantize), deploy=bool(cfg.deploy),
                                    codegen=bool(cfg.codegen))
     return outcome.to_dict()

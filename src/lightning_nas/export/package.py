@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from lightning_nas.data import DATAMODULES
 from lightning_nas.export.codegen import generate_package
 from lightning_nas.export.deploy import write_deploy_package
 
@@ -30,7 +31,9 @@ class DataInfo:
     class_names: tuple[str, ...]
 
     @classmethod
-    def from_datamodule(cls, name: str, datamodule: Any) -> DataInfo:
+    def from_datamodule(cls, datamodule: Any) -> DataInfo:
+        """The data module's facts; its name is its registry name (``digits`` for unregistered ones)."""
+        name = next((n for n in DATAMODULES.names() if DATAMODULES.get(n) is type(datamodule)), "digits")
         return cls(name, tuple(datamodule.input_shape), tuple(datamodule.mean), tuple(datamodule.std),
                    tuple(str(c) for c in datamodule.class_names))
 
