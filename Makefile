@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-all lint typecheck check clean
+.PHONY: run test test-all fashion-mnist lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ run: $(STAMP)  ## the main job on the embedded default data (scikit-learn digits
 
 test: $(STAMP)  ## the fast suite (what CI runs)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+fashion-mnist: $(STAMP)  ## the flagship benchmark: search + train + export on Fashion-MNIST vs baselines (< 1 h)
+	$(PY) benchmarks/fashion_mnist.py $(ARGS)
 
 test-all: $(STAMP)  ## everything, slow tests included
 	$(PY) -m pytest -q $(PYTEST_ARGS)

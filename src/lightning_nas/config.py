@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, OmegaConf
 
 __all__ = ["GROUP_SCHEMAS", "LightningNASConfig", "register_configs"]
 
@@ -244,6 +244,38 @@ class WarmEvolutionConfig(EvolutionConfig):
     source: str | None = None
     top_k: int = 5
     scratch: str | None = None
+    screen_factor: int = 4
+    predictor: str = "ridge"
+
+
+@dataclass
+class NNITunerConfig:
+    _target_: str = "lightning_nas.strategies.NNITunerStrategy"
+    tuner: str = "TPE"
+    tuner_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_samples: int = 50
+    seed: int = II("seed")
+
+
+@dataclass
+class EnsembleConfig:
+    _target_: str = "lightning_nas.strategies.EnsembleStrategy"
+    members: list[dict[str, Any]] = field(default_factory=lambda: [
+        {"name": "random", "fraction": 0.3},
+        {"name": "evolution", "fraction": 0.7, "population_size": 8, "tournament_size": 3},
+    ])
+    num_samples: int = 20
+    seed: int = II("seed")
+    top_k: int = 5
+    source: str | None = None
+
+
+@dataclass
+class BudgetConfig:
+    """Size of a sample-based search; every strategy preset reads it (null: that strategy's own default)."""
+
+    evaluations: int | None = None
+    population_size: int | None = None
 
 
 # --- evaluators -------------------------------------------------------------------------------
@@ -260,6 +292,7 @@ class TrainEvaluatorConfig:
     label_smoothing: float = 0.0
     warmup_epochs: int = 0
     final_max_epochs: int | None = None
+    final_limit_train_batches: float | None = None
     latency_repeats: int = 20
     latency_threads: int = 1
     seed: int = II("seed")
@@ -307,7 +340,7 @@ class ObjectiveConfig:
 @dataclass
 class MultiObjectiveConfig:
     _target_: str = "lightning_nas.objectives.MultiObjective"
-    metrics: dict[str, str] = field(default_factory=lambda: {"accuracy": "max", "latency": "min"})
+    metrics: dict[str, str | None] = field(default_factory=lambda: {"accuracy": "max", "latency": "min"})
     weights: dict[str, float] | None = None
     constraints: dict[str, Any] | None = None
     reference_point: dict[str, float] | None = None
@@ -411,6 +444,7 @@ class LightningNASConfig:
     logger: Any = MISSING
     hardware: Any = None
     executor: Any = None
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     name: str = "default"
     seed: int = 0
     resume: bool = False
@@ -428,7 +462,8 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
                      "darts_cell": DartsCellConfig, "nb201": NB201Config, "vit": VitSpaceConfig},
     "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
                  "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig,
-                 "bayesian": BayesianConfig, "darts": DartsConfig, "warm_evolution": WarmEvolutionConfig},
+                 "bayesian": BayesianConfig, "darts": DartsConfig, "warm_evolution": WarmEvolutionConfig,
+                 "nni": NNITunerConfig, "ensemble": EnsembleConfig},
     "evaluator": {"train": TrainEvaluatorConfig, "tabular": TabularEvaluatorConfig, "proxy": ProxyEvaluatorConfig,
                   "robust": RobustEvaluatorConfig},
     "objective": {"weighted": ObjectiveConfig, "multi": MultiObjectiveConfig},
@@ -441,8 +476,15 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 """Group -> schema name -> dataclass; each is stored as ``<name>_schema`` in its group."""
 
 
+def _value_or(value: Any, default: Any) -> Any:
+    """``${lnas.or:${budget.evaluations},20}``: ``value`` unless it is null, else ``default``."""
+    return default if value is None else value
+
+
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
+    if not OmegaConf.has_resolver("lnas.or"):
+        OmegaConf.register_new_resolver("lnas.or", _value_or)
     store = ConfigStore.instance()
     store.store(name="lightning_nas_schema", node=LightningNASConfig)
     for group, schemas in GROUP_SCHEMAS.items():

@@ -26,7 +26,7 @@ from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.targets import HardwareEvaluator
 from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.results.history import History
-from lightning_nas.results.report import summary_table, top_records
+from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
 from lightning_nas.search import best_record, notify, run_search
 from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
@@ -151,13 +151,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                         run_config=OmegaConf.to_container(cfg, resolve=True))
     listeners: list[object] = [logger]  # the W&B logger first: it starts the run the others log to
     if isinstance(objective, MultiObjective):
-        listeners.append(ParetoFrontLogger(objective, output_dir=str(output_dir), wandb_run=logger))
+        cost = next((n for n, d in zip(objective.names, objective.directions, strict=True) if d == "min"), "latency")
+        listeners.append(ParetoFrontLogger(objective, output_dir=str(output_dir), x_metric=cost, wandb_run=logger))
     budgets = {c.key: c.bound for c in getattr(objective, "constraints", []) if c.kind == "max"}
     listeners.append(RobustnessReport(output_dir))
     listeners.append(EfficiencyReport(output_dir, max_params=budgets.get("model/params"),
                                       max_latency_ms=budgets.get("hw/latency_ms")))
     if isinstance(strategy, WarmStartEvolution):
-        listeners.append(TransferReport(output_dir, source=strategy.source, scratch=strategy.scratch))
+        listeners.append(TransferReport(output_dir, source=strategy.source, scratch=strategy.scratch,
+                                        predictor_fit=lambda: strategy.predictor_fit))
     log.info("search space %s: %d decisions, %.3g architectures", space, len(space.decisions), space.cardinality)
 
     search_strategy, search_evaluator, supernet = strategy, evaluator, None
@@ -188,6 +190,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     test_metrics: dict[str, float] = {}
     if cfg.final_training:
         test_metrics = _final_training(strategy, supernet, evaluator, space, datamodule, best.arch)
+    final_seconds = time.perf_counter() - started - search_seconds
     front = pareto_front(history.records)
     summary = {
         "name": cfg.name,
@@ -196,18 +199,24 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                  "score": objective(best.result), "metrics": best.result.metrics},
         "test": test_metrics,
         "front": [{"index": r.index, "arch_id": r.arch.digest(), **r.result.metrics} for r in front],
+        "constraints": constraint_report(history, getattr(objective, "constraints", []), best),
         "evaluations": len(history),
         "failed": sum(not r.result.ok for r in history),
         "search_seconds": round(search_seconds, 2),
+        "final_training_seconds": round(final_seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if int(cfg.export.top_k) > 0:
+        export_started = time.perf_counter()
         summary["exported"] = _export_top(cfg, space, datamodule, history, objective, evaluator, output_dir)
+        summary["export_seconds"] = round(time.perf_counter() - export_started, 2)
+        summary["total_seconds"] = round(time.perf_counter() - started, 2)
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logger.log_summary({"test/acc": test_metrics.get("test/acc", float("nan")), "best/score": objective(best.result)})
     logger.finish()
     table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir,
                           front)
+    table += ("\n" + format_constraints(summary["constraints"])) if summary["constraints"] else ""
     print(table, flush=True)  # the run's result for the person at the terminal
     return summary

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from lightning_nas.config import GROUP_SCHEMAS, register_configs
+from lightning_nas.run import ConfigError, build_node
 
 CONF = Path(__file__).resolve().parents[2] / "src" / "lightning_nas" / "conf"
 RUNTIME_ARGS = {"input_shape", "num_classes", "datamodule", "output_dir", "run_config", "space"}
@@ -24,7 +25,8 @@ def _compose(overrides: list[str]):
 
 
 def _presets() -> list[tuple[str, str]]:
-    return sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml"))
+    # tuning/<experiment>_<strategy> is merged into `strategy` for that pair only: see the experiment x strategy test
+    return sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml") if p.parent.name != "tuning")
 
 
 @pytest.mark.parametrize(("group", "name"), _presets())
@@ -82,5 +84,41 @@ def test_bad_key_or_type_names_it(override: str, key: str) -> None:
 
 
 def test_unknown_group_option_names_it() -> None:
-    with pytest.raises(Exception, match="strategy"):
+    with pytest.raises(Exception, match=r"strategy"):
         _compose(["strategy=evolutoin"])
+
+
+EXPERIMENTS = sorted(p.stem for p in CONF.glob("experiment/*.yaml"))
+STRATEGIES = sorted(p.stem for p in CONF.glob("strategy/*.yaml"))
+BUDGETED = {"random", "evolution", "nsga2", "rl", "bayesian", "hyperband", "nni", "ensemble", "warm_evolution"}
+POPULATION = {"evolution", "nsga2", "warm_evolution"}
+
+
+@pytest.mark.parametrize(
+    "experiment", [pytest.param(e, marks=() if e == "efficient_convnet" else pytest.mark.slow) for e in EXPERIMENTS]
+)
+def test_every_strategy_composes_with_every_experiment(experiment: str, tmp_path: Path) -> None:
+    """The experiment's budget reaches every sample-based strategy; DARTS needs a relaxable space."""
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        for strategy in STRATEGIES:
+            cfg = compose(config_name="config", overrides=[f"experiment={experiment}", f"strategy={strategy}"])
+            assert cfg.name == experiment
+            space = build_node(cfg, "search_space", input_shape=[1, 8, 8], num_classes=10)
+            if strategy == "darts" and not hasattr(space, "relaxed"):  # the one incompatible pairing
+                with pytest.raises(ConfigError, match=r"strategy: DARTS needs a relaxable search space"):
+                    build_node(cfg, "strategy", space=space, output_dir=str(tmp_path))
+                continue
+            node = build_node(cfg, "strategy", space=space, output_dir=str(tmp_path))
+            if strategy in BUDGETED:
+                assert node.num_samples == cfg.budget.evaluations, (experiment, strategy)
+            if strategy in POPULATION:
+                assert node.population_size == cfg.budget.population_size, (experiment, strategy)
+
+
+def test_make_run_keeps_its_search() -> None:
+    """``experiment=efficient_convnet``: 12 evaluations of evolution, population 6, tournaments of 3."""
+    strategy = _compose(["experiment=efficient_convnet"]).strategy
+    assert strategy._target_.endswith("EvolutionStrategy")
+    assert (strategy.num_samples, strategy.population_size, strategy.tournament_size, strategy.elitism) == (12, 6, 3, 2)
+    assert _compose(["strategy=evolution"]).strategy.num_samples is None  # no experiment: population x generations

@@ -142,7 +142,7 @@ def test_multi_objective_experiment_writes_front_files_and_wandb_table(tmp_path)
         cfg = compose(config_name="config", overrides=[
             "experiment=multi_objective", f"output_dir={tmp_path}", "progress=false", "logger=wandb",
             *[o for o in TINY if not o.startswith(("logger", "progress"))],
-            "strategy.population_size=3", "strategy.generations=2", "hardware.repeats=3", "final_training=false",
+            "budget.evaluations=6", "budget.population_size=3", "hardware.repeats=3", "final_training=false",
         ])
     summary = run(cfg)
     for name in ("pareto.csv", "pareto.png", "pareto3d.png", "progress.png"):
@@ -165,7 +165,7 @@ def test_issue8_experiments_run_end_to_end(tmp_path, experiment: str) -> None:
         cfg = compose(config_name="config", overrides=[
             f"experiment={experiment}", f"output_dir={tmp_path}", "logger=none", "progress=false",
             "data.max_train_samples=128", "data.max_val_samples=64", "data.max_test_samples=64",
-            "strategy.population_size=2", "strategy.generations=1", *extra,
+            "budget.evaluations=2", "budget.population_size=2", *extra,
         ])
         if experiment == "robustness":
             cfg.strategy.tournament_size = 2
@@ -195,7 +195,7 @@ def test_transfer_experiment_seeds_from_a_source_run_and_plots(tmp_path) -> None
     with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
             *TINY, "experiment=transfer", f"output_dir={tmp_path / 'target'}", f"strategy.source={source}",
-            f"strategy.scratch={source}", "strategy.population_size=2", "strategy.generations=1",
+            f"strategy.scratch={source}", "budget.evaluations=2", "budget.population_size=2",
             "strategy.tournament_size=2", "strategy.elitism=1", "strategy.top_k=1", "final_training=false",
         ])
     run(cfg)

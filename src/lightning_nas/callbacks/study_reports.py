@@ -14,10 +14,11 @@ Example:
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,18 +126,22 @@ class TransferReport(_Report):
     this run is drawn alone with the ``source`` run's best score as a dashed line, and the title
     says there is no baseline: the randomly sampled part of this run is not one (it shares the
     search with the seeds). Nothing is written when neither run is given or this run has no success.
+    The accuracy predictor's held-out fit (``predictor_fit``) goes into the title and ``transfer.json``.
 
     Args:
         output_dir: folder for the file (``None``: the current directory).
         source: the source run of the warm start (folder or ``history.jsonl``), or ``None``.
         scratch: a from-scratch run to compare with, or ``None``.
         score: the score plotted (default: validation accuracy).
+        predictor_fit: called at search end for the predictor's fit quality
+            (:attr:`~lightning_nas.strategies.transfer.WarmStartEvolution.predictor_fit`), or ``None``.
     """
 
     def __init__(self, output_dir: str | Path | None = None, source: str | None = None,
-                 scratch: str | None = None, score: ScoreFn = default_score) -> None:
+                 scratch: str | None = None, score: ScoreFn = default_score,
+                 predictor_fit: Callable[[], Mapping[str, Any] | None] | None = None) -> None:
         super().__init__(output_dir)
-        self.source, self.scratch, self.score = source, scratch, score
+        self.source, self.scratch, self.score, self.predictor_fit = source, scratch, score, predictor_fit
 
     def _records(self, path: str | None, role: str) -> list[Record] | None:
         if path is None:
@@ -148,19 +153,35 @@ class TransferReport(_Report):
             return None
 
     def write(self, records: Sequence[Record]) -> dict[str, Path]:
-        """Write ``transfer.png`` when possible; returns name -> path written."""
+        """Write ``transfer.png`` when possible, and ``transfer.json`` (the runs and the predictor's fit
+        quality) with it or when the predictor was fitted; returns name -> path written."""
         if not any(math.isfinite(self.score(r.result)) for r in records if r.result.ok):
             return {}
+        fit = dict(self.predictor_fit() or {}) if self.predictor_fit is not None else {}
+        note = (f"\npredictor: Spearman {fit['spearman']:.2f} ({fit['method']}, n={fit['n']}), "
+                f"screen x{fit['screen_factor']}" if fit else "")
+        paths = self._plot(records, note)
+        if paths or fit:
+            clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fit.items()}
+            payload = {"source": self.source, "scratch": self.scratch, "predictor": clean or None}
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            paths["json"] = self.output_dir / "transfer.json"
+            paths["json"].write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        return paths
+
+    def _plot(self, records: Sequence[Record], note: str) -> dict[str, Path]:
         path = self.output_dir / "transfer.png"
         scratch = self._records(self.scratch, "from-scratch")
         if scratch is not None:
-            return {"png": transfer_plot(scratch, list(records), path, self.score)}
+            return {"png": transfer_plot(scratch, list(records), path, self.score,
+                                         title="Warm start vs from scratch" + note)}
         source = self._records(self.source, "source")
         if source is None:
             return {}
         scores = [self.score(r.result) for r in source if r.result.ok]
         best = max((s for s in scores if math.isfinite(s)), default=None)
-        return {"png": transfer_reference_plot(records, path, best, self.score)}
+        return {"png": transfer_reference_plot(records, path, best, self.score, title=(
+            "Warm start vs source run's best (no from-scratch baseline)" + note))}
 
 
 def efficiency_rows(records: Sequence[Record], max_params: float | None = None,

@@ -105,8 +105,9 @@ class TrainEvaluator(Evaluator):
     and no global RNG state changes. Model metrics (``model/params``, ``model/macs``,
     ``hw/latency_ms``, ``hw/latency_p90_ms``, ``hw/memory_mb``) are measured on the untrained
     network before training. ``evaluate`` reads only the train and validation splits;
-    ``test`` alone reads the test split. ``max_steps`` and ``limit_train_batches`` bound every
-    fit, the final one included. After each fit, BatchNorm running statistics are re-estimated
+    ``test`` alone reads the test split. ``max_steps`` bounds every fit, the final one included;
+    ``limit_train_batches`` bounds the search's fits and, unless ``final_limit_train_batches``
+    is set, the final one too. After each fit, BatchNorm running statistics are re-estimated
     with the final weights on up to ``BN_RECALIBRATION_BATCHES`` training batches: after short
     budgets the stale running averages otherwise put eval-mode accuracy near chance.
 
@@ -123,6 +124,9 @@ class TrainEvaluator(Evaluator):
         label_smoothing: cross-entropy label smoothing during training.
         warmup_epochs: linear learning-rate warm-up epochs.
         final_max_epochs: epochs for the final retraining in :meth:`test` (``None``: ``max_epochs``).
+        final_limit_train_batches: training batches per epoch of the final retraining (``None``:
+            ``limit_train_batches``); lets a search score candidates on part of each epoch and
+            still train the chosen one on all of it.
         latency_repeats: timed forward passes for the latency metrics.
         latency_threads: CPU threads for the latency metrics.
         seed: base seed.
@@ -149,6 +153,7 @@ class TrainEvaluator(Evaluator):
         label_smoothing: float = 0.0,
         warmup_epochs: int = 0,
         final_max_epochs: int | None = None,
+        final_limit_train_batches: float | None = None,
         latency_repeats: int = 20,
         latency_threads: int = 1,
         seed: int = 0,
@@ -159,6 +164,8 @@ class TrainEvaluator(Evaluator):
                         limit_train_batches=limit_train_batches, optimizer=optimizer, lr=lr,
                         weight_decay=weight_decay, momentum=momentum, label_smoothing=label_smoothing,
                         warmup_epochs=warmup_epochs, final_max_epochs=final_max_epochs)
+        if final_limit_train_batches is not None:
+            validate_recipe("evaluator.final_", limit_train_batches=final_limit_train_batches)
         ints = {"latency_repeats": latency_repeats, "latency_threads": latency_threads, "seed": seed}
         for key, value in ints.items():
             low = 0 if key == "seed" else 1
@@ -172,6 +179,8 @@ class TrainEvaluator(Evaluator):
                                        "momentum": momentum, "label_smoothing": label_smoothing,
                                        "warmup_epochs": warmup_epochs}
         self.final_max_epochs = max_epochs if final_max_epochs is None else final_max_epochs
+        self.final_limit_train_batches = (limit_train_batches if final_limit_train_batches is None
+                                          else final_limit_train_batches)
         self.trained_models: dict[Architecture, nn.Module] = {}
         """The networks :meth:`test` trained, by architecture (the app exports them)."""
         self.latency_repeats, self.latency_threads = latency_repeats, latency_threads
@@ -208,7 +217,7 @@ class TrainEvaluator(Evaluator):
         model = self.build(space, arch)
         self._profile_into(metrics, model, space)
         module = self.fit_model(model, self.final_max_epochs, num_classes=space.num_classes,
-                                seed=self._seed(arch, "train"))
+                                seed=self._seed(arch, "train"), limit_train_batches=self.final_limit_train_batches)
         metrics.update(module.fit_metrics)
         metrics.update(self.validate_model(module))
         metrics.update(self.test_model(module))
@@ -224,7 +233,7 @@ class TrainEvaluator(Evaluator):
 
     def fit_model(
         self, model: nn.Module, max_epochs: int | None = None, *, num_classes: int | None = None,
-        seed: int | None = None,
+        seed: int | None = None, limit_train_batches: float | None = None,
     ) -> ClassificationModule:
         """Train ``model`` (in place) on the training split with this evaluator's recipe.
 
@@ -233,16 +242,18 @@ class TrainEvaluator(Evaluator):
             max_epochs: epochs (``None``: the evaluator's ``max_epochs``).
             num_classes: logits count (``None``: the datamodule's ``num_classes``).
             seed: seed of the training run (``None``: the evaluator's ``seed``).
+            limit_train_batches: batches per epoch (``None``: the evaluator's ``limit_train_batches``).
 
         Returns:
             The trained module (BatchNorm statistics recalibrated); its ``fit_metrics`` hold
             ``train/epochs``, ``train/steps``, ``train/loss`` and ``train/acc``.
         """
         epochs = self.max_epochs if max_epochs is None else max_epochs
-        validate_recipe("fit_model: ", max_epochs=epochs)
+        limit = self.limit_train_batches if limit_train_batches is None else limit_train_batches
+        validate_recipe("fit_model: ", max_epochs=epochs, limit_train_batches=limit)
         module = self._wrap(model, num_classes)
         self._setup("fit")
-        trainer = self._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)])
+        trainer = self._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)], limit)
         with seeded(self.seed if seed is None else seed, self.deterministic), _quiet_lightning():
             trainer.fit(module, train_dataloaders=self.datamodule.train_dataloader())
         return module
@@ -298,12 +309,14 @@ class TrainEvaluator(Evaluator):
             raise ValueError("num_classes is needed: pass it or give the datamodule a num_classes attribute")
         return ClassificationModule(model, int(classes), **self.recipe)
 
-    def _trainer(self, max_epochs: int, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+    def _trainer(self, max_epochs: int, callbacks: list[L.Callback] | None = None,
+                 limit_train_batches: float | None = None) -> L.Trainer:
         with _quiet_lightning():
             return L.Trainer(
                 callbacks=callbacks,
                 accelerator=self.accelerator, devices=1, max_epochs=max_epochs, max_steps=self.max_steps,
-                limit_train_batches=self.limit_train_batches, logger=False, enable_checkpointing=False,
+                limit_train_batches=self.limit_train_batches if limit_train_batches is None else limit_train_batches,
+                logger=False, enable_checkpointing=False,
                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             )
 

@@ -1,10 +1,17 @@
-"""``python -m lightning_nas.export arch=path/to/arch.json``: package one architecture for phones and as code."""
+"""``python -m lightning_nas.export arch=path/to/arch.json`` or ``run=<run folder>``: package one architecture.
+
+When the architecture comes from a search run (``run=<folder>``, or an ``arch.json`` inside a run
+folder), the run's ``config.yaml`` supplies the ``data`` and ``search_space`` settings and the run's
+exported trained weights are loaded when it has them; explicit ``data...``/``search_space...``
+overrides and ``weights=`` still win.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,25 +19,35 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from lightning_nas.arch import Architecture
 from lightning_nas.config import register_configs
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.run import ConfigError, build_node
 
-__all__ = ["ExportAppConfig", "export_from_config", "main"]
+__all__ = ["ExportAppConfig", "export_from_config", "find_run", "main", "run_weights"]
 
 log = logging.getLogger(__name__)
+
+_GROUPS = ("data", "search_space")
+_RUN_DEPTH = 3  # parents of the arch's folder searched for a run's config.yaml (covers export/<pkg>/code/)
 
 
 @dataclass
 class ExportAppConfig:
-    """Settings of the export app (data and search_space are the usual groups)."""
+    """Settings of the export app (data and search_space are the usual groups).
 
-    data: Any = MISSING
-    search_space: Any = MISSING
-    arch: str = MISSING
+    ``arch``: architecture JSON; ``run``: a search run's folder (its ``best/arch.json`` when ``arch``
+    is not given); ``weights``: a state_dict file (default: the run's trained weights, if any).
+    """
+
+    data: Any = None
+    search_space: Any = None
+    arch: str | None = None
+    run: str | None = None
     weights: str | None = None
     output_dir: str = "exported/${now:%Y-%m-%d_%H-%M-%S}"
     quantize: bool = False
@@ -39,27 +56,118 @@ class ExportAppConfig:
     seed: int = 0
 
 
-def export_from_config(cfg: DictConfig) -> dict[str, Any]:
-    """Build the architecture in ``cfg.arch`` (with ``cfg.weights`` if given) and write its packages."""
-    path = Path(str(cfg.arch))
+def _is_run(folder: Path) -> bool:
+    """Whether ``folder/config.yaml`` is a search run's config (it has data and search_space)."""
+    path = folder / "config.yaml"
     if not path.is_file():
-        raise ConfigError(f"arch: no architecture file at {path}")
-    datamodule = build_node(cfg, "data")
-    space = build_node(cfg, "search_space", input_shape=list(datamodule.input_shape),
+        return False
+    try:
+        loaded = OmegaConf.load(path)
+    except (OSError, OmegaConfBaseException, ValueError):
+        return False
+    return isinstance(loaded, DictConfig) and all(loaded.get(group) is not None for group in _GROUPS)
+
+
+def find_run(arch: Path) -> Path | None:
+    """The run folder holding ``arch`` (its folder or one of its first parents has the run's config.yaml)."""
+    folder = arch.resolve().parent
+    for candidate in [folder, *folder.parents][: _RUN_DEPTH + 1]:
+        if _is_run(candidate):
+            return candidate
+    return None
+
+
+def run_weights(run: Path, arch: Architecture) -> Path | None:
+    """Trained weights of ``arch`` the run exported (``export/rank*_<digest>/code/weights.pt``), if any."""
+    for package in sorted((run / "export").glob(f"rank*_{arch.digest()}/package.json")):
+        weights = package.parent / "code" / "weights.pt"
+        if json.loads(package.read_text()).get("trained_weights") and weights.is_file():
+            return weights
+    return None
+
+
+def _locate(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """``(arch file, run folder or None)`` from ``cfg.arch`` and ``cfg.run``; ConfigError naming the key."""
+    run = None
+    if cfg.get("run"):
+        run = Path(str(cfg.run))
+        if not run.is_dir():
+            raise ConfigError(f"run: no run folder at {run}")
+        if not _is_run(run):
+            raise ConfigError(f"run: {run} has no config.yaml with data and search_space (not a search run folder)")
+    if cfg.get("arch"):
+        path = Path(str(cfg.arch))
+    elif run is not None:
+        path = run / "best" / "arch.json"
+    else:
+        raise ConfigError("arch: give arch=path/to/arch.json or run=<search run folder>")
+    if not path.is_file():
+        key = "arch" if cfg.get("arch") else "run"
+        raise ConfigError(f"{key}: no architecture file at {path}")
+    return path, run if run is not None else find_run(path)
+
+
+def _override_keys(overrides: Sequence[str]) -> list[str]:
+    return [item.split("=", 1)[0].lstrip("+~") for item in overrides]
+
+
+def _effective(cfg: DictConfig, run: Path | None, overrides: Sequence[str]) -> DictConfig:
+    """``data`` and ``search_space`` to build: the run's, with the explicit ``overrides`` applied on top.
+
+    Choosing another group option (``search_space=vit`` for a macro_convnet run) replaces the run's node;
+    choosing the run's own option keeps its settings, so ``search_space=X search_space.key=v`` edits one key.
+    """
+    groups = {group: cfg[group] for group in _GROUPS}
+    if run is not None:
+        saved = OmegaConf.load(run / "config.yaml")
+        assert isinstance(saved, DictConfig)  # _is_run checked it
+        keys = _override_keys(overrides)
+        for group in _GROUPS:
+            if group in keys and cfg[group].get("_target_") != saved[group].get("_target_"):
+                continue  # another data set / space chosen on the command line replaces the run's node
+            node = OmegaConf.create(OmegaConf.to_container(saved[group], resolve=True))
+            for key in (k for k in keys if k.startswith(f"{group}.")):
+                value = OmegaConf.select(cfg, key)
+                OmegaConf.update(node, key[len(group) + 1:],
+                                 OmegaConf.to_container(value) if OmegaConf.is_config(value) else value, merge=False)
+            groups[group] = node
+    for group, node in groups.items():
+        if node is None:
+            raise ConfigError(f"{group}: not set; pass {group}=... or run=<search run folder>")
+    return OmegaConf.create({group: OmegaConf.to_container(node, resolve=True) for group, node in groups.items()})
+
+
+def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Build the architecture ``cfg`` names and write its packages; return the outcome as a dict.
+
+    Args:
+        cfg: the composed export config (:class:`ExportAppConfig`).
+        overrides: the command-line overrides; those of ``data``/``search_space`` win over a run's config.
+    """
+    path, run = _locate(cfg)
+    groups = _effective(cfg, run, overrides)
+    datamodule = build_node(groups, "data")
+    space = build_node(groups, "search_space", input_shape=list(datamodule.input_shape),
                        num_classes=datamodule.num_classes)
+    where = f" (from {run / 'config.yaml'})" if run is not None else ""
     try:
         arch = space.validate(Architecture.load(path))
-    except ValueError as error:
-        raise ConfigError(f"arch: {path} does not fit search_space: {error}") from error
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"arch: {path} does not fit search_space{where}: {error}") from error
+    weights = Path(str(cfg.weights)) if cfg.get("weights") else (run_weights(run, arch) if run else None)
+    if weights is not None and not weights.is_file():
+        raise ConfigError(f"weights: no weights file at {weights}")
     with torch.random.fork_rng():
         torch.manual_seed(int(cfg.seed))
         model = space.build(arch)
-    if cfg.weights:
-        model.load_state_dict(torch.load(str(cfg.weights), weights_only=True))
+    if weights is not None:
+        log.info("loading weights from %s", weights)
+        model.load_state_dict(torch.load(str(weights), weights_only=True))
     outcome = package_architecture(model, arch, Path(str(cfg.output_dir)), DataInfo.from_datamodule(datamodule),
-                                   trained=bool(cfg.weights), quantize=bool(cfg.quantize), deploy=bool(cfg.deploy),
+                                   trained=weights is not None, quantize=bool(cfg.quantize), deploy=bool(cfg.deploy),
                                    codegen=bool(cfg.codegen))
-    return outcome.to_dict()
+    return {"arch": str(path), "run": str(run) if run else None, "weights": str(weights) if weights else None,
+            **outcome.to_dict()}
 
 
 ConfigStore.instance().store(name="lightning_nas_export_schema", node=ExportAppConfig)
@@ -69,7 +177,7 @@ register_configs()
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")
 def _app(cfg: DictConfig) -> None:
     try:
-        result = export_from_config(cfg)
+        result = export_from_config(cfg, list(HydraConfig.get().overrides.task))
     except (ConfigError, FileNotFoundError) as error:
         sys.stderr.write(f"lightning_nas.export: error: {error}\n")
         sys.exit(2)

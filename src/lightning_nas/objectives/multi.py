@@ -49,7 +49,8 @@ class MultiObjective:
     failed candidate or one missing an objective metric.
 
     Args:
-        metrics: metric name (alias such as ``"latency"`` or ``stage/metric``) -> ``"max"``/``"min"``.
+        metrics: metric name (alias such as ``"latency"`` or ``stage/metric``) -> ``"max"``/``"min"``;
+            ``None`` leaves a metric out (so a config can drop one a preset it extends names).
         weights: non-negative importance of each metric in the scalar score (the sign comes from
             the direction; params and MACs count in millions, latency in ms, memory in MB).
             Default: 1 for the first metric and 0 for the others.
@@ -68,12 +69,13 @@ class MultiObjective:
 
     def __init__(
         self,
-        metrics: Mapping[str, str] | None = None,
+        metrics: Mapping[str, str | None] | None = None,
         weights: Mapping[str, float] | None = None,
         constraints: Mapping[str, str | float] | None = None,
         reference_point: Mapping[str, float] | None = None,
     ) -> None:
-        chosen = dict(metrics) if metrics is not None else {"accuracy": "max", "latency": "min"}
+        given = dict(metrics) if metrics is not None else {"accuracy": "max", "latency": "min"}
+        chosen = {name: direction for name, direction in given.items() if direction is not None}  # null drops one
         if not chosen:
             raise ValueError("objective.metrics must name at least one metric")
         for name, direction in chosen.items():

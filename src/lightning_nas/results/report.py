@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+from lightning_nas.objectives.constraints import Constraint
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn
 
-__all__ = ["format_metric", "summary_table", "top_records"]
+__all__ = ["constraint_report", "format_constraints", "format_metric", "summary_table", "top_records"]
 
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("val_acc", "search/val_acc"),
@@ -72,3 +74,34 @@ def summary_table(top: Sequence[Record], space: SearchSpace, best: Record, test:
     files = [output_dir / "history.jsonl", output_dir / "best" / "arch.json", output_dir / "summary.json"]
     lines.append("Files: " + ", ".join(map(str, files)))
     return "\n".join(lines)
+
+
+def constraint_report(records: Iterable[Record], constraints: Sequence[Constraint], best: Record | None = None
+                      ) -> dict[str, Any]:
+    """How the successful ``records`` fare against ``constraints`` (``{}`` when there are none).
+
+    Returns:
+        ``constraints`` (as text), ``evaluated`` and ``violating`` counts of successful candidates,
+        ``by_constraint`` (violations per constraint) and ``best_feasible`` (when ``best`` is given).
+    """
+    if not constraints:
+        return {}
+    done = [r for r in records if r.result.ok]
+    by_constraint = {str(c): sum(c.violation(r.result.metrics) > 0 for r in done) for c in constraints}
+    violating = sum(any(c.violation(r.result.metrics) > 0 for c in constraints) for r in done)
+    report: dict[str, Any] = {"constraints": [str(c) for c in constraints], "evaluated": len(done),
+                              "violating": violating, "by_constraint": by_constraint}
+    if best is not None:
+        report["best_feasible"] = all(c.is_satisfied(best.result.metrics) for c in constraints)
+    return report
+
+
+def format_constraints(report: dict[str, Any]) -> str:
+    """One line for the terminal from :func:`constraint_report` (``""`` when empty)."""
+    if not report:
+        return ""
+    each = ", ".join(f"{name}: {count}" for name, count in report["by_constraint"].items())
+    line = f"Constraints: {report['violating']} of {report['evaluated']} candidates violate ({each})"
+    if "best_feasible" in report:
+        line += "; the best " + ("meets them all" if report["best_feasible"] else "violates them (none meets all)")
+    return line

@@ -204,6 +204,9 @@ class DartsModule(L.LightningModule):
         self.grad_clip = grad_clip
         self.max_skip_connections, self.collapse_action = max_skip_connections, collapse_action
         self._output_dir = None if output_dir is None else Path(output_dir)
+        if not callable(getattr(space, "relaxed", None)):
+            raise ValueError(f"DARTS needs a relaxable search space (search_space=darts_cell or nb201), "
+                             f"got search_space={getattr(space, 'name', type(space).__name__)}")
         self.network = space.relaxed(partial_channels)
         self.kinds = list(space.alpha_shapes())
         self.edge_normalization = partial_channels > 1 and bool(getattr(space, "edge_normalization", False))

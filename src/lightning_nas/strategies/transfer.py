@@ -1,4 +1,5 @@
-"""Transfer / warm start: seed a new evolutionary search with the best architectures of a previous run."""
+"""Transfer / warm start: seed a new evolutionary search with the best architectures of a previous run,
+and pre-screen its offspring with an accuracy predictor fitted on that run's history."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 from lightning_nas.arch import Architecture
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.accuracy_predictor import ACCURACY_REGRESSORS, AccuracyPredictor, training_set
 from lightning_nas.strategies.base import ScoreFn, default_score, register_strategy
 from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.operators import sample_unseen
@@ -73,8 +75,14 @@ class WarmStartEvolution(EvolutionStrategy):
     Source architectures are checked with ``space.validate`` at :meth:`setup`; invalid ones are
     skipped with a logged reason (e.g. a decision the new space lacks) until ``top_k`` valid
     ones are found. The rest of the first generation is random, and evolution proceeds as in
-    :class:`EvolutionStrategy`. The seeds are part of :meth:`state_dict`, so a resumed search
-    asks exactly the same architectures.
+    :class:`EvolutionStrategy`, except that offspring are pre-screened: an
+    :class:`~lightning_nas.strategies.accuracy_predictor.AccuracyPredictor` is fitted at
+    :meth:`setup` on the source history (decisions -> ``search/val_acc``, the records the new space
+    accepts; at least 3), and each GA generation breeds ``screen_factor`` times the offspring it
+    needs and keeps the ones predicted best (``"aging"``: each child is the best predicted of
+    ``screen_factor``). Its held-out fit quality is :attr:`predictor_fit`. The seeds and the
+    predictor's training set are part of :meth:`state_dict`, and the fit is deterministic, so a
+    resumed search (replayed or from a checkpoint) asks exactly the same architectures.
 
     Args:
         source: the previous run's output directory or ``history.jsonl`` (``None``: no warm start).
@@ -82,6 +90,8 @@ class WarmStartEvolution(EvolutionStrategy):
         num_samples, seed, mode, population_size, generations, mutation_rate, crossover_rate,
         tournament_size, elitism: as in :class:`EvolutionStrategy`.
         scratch: an earlier from-scratch run on the same task, drawn against this run in ``transfer.png``.
+        screen_factor: offspring bred per offspring kept (1: no screening).
+        predictor: the accuracy predictor's regressor, ``"ridge"`` or ``"gbr"``.
 
     Example:
         >>> strategy = WarmStartEvolution(source=None, population_size=8, generations=2)
@@ -105,21 +115,80 @@ class WarmStartEvolution(EvolutionStrategy):
         tournament_size: int = 5,
         elitism: int = 2,
         scratch: str | None = None,
+        screen_factor: int = 4,
+        predictor: str = "ridge",
     ) -> None:
         super().__init__(num_samples, seed, mode, population_size, generations, mutation_rate, crossover_rate,
                          tournament_size, elitism)
         self.scratch = scratch
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"strategy.top_k must be a non-negative integer, got {top_k!r}")
-        self.source, self.top_k = source, top_k
-        self.source_ranked: list[Architecture] = [] if source is None else load_source_run(source)[0]
+        if isinstance(screen_factor, bool) or not isinstance(screen_factor, int) or screen_factor < 1:
+            raise ValueError(f"strategy.screen_factor must be an integer of at least 1, got {screen_factor!r}")
+        if predictor not in ACCURACY_REGRESSORS:
+            raise ValueError(f"strategy.predictor must be one of {list(ACCURACY_REGRESSORS)}, got {predictor!r}")
+        self.source, self.top_k, self.screen_factor = source, top_k, screen_factor
+        self.source_ranked, self.source_records = ([], []) if source is None else load_source_run(source)
         self.warm: list[Architecture] | None = None
         """The valid source architectures seeding generation 0 (set by :meth:`setup` or a checkpoint)."""
+        self.predictor = AccuracyPredictor(predictor, seed=seed)
+        self.predictor_data: tuple[list[Architecture], list[float]] | None = None
+        """The predictor's training set: source architectures valid here and their accuracies."""
+        self.predictor_fit: dict[str, Any] | None = None
+        """Held-out fit quality of the predictor (:meth:`AccuracyPredictor.cross_validate`), once fitted."""
+        self._screened: list[Architecture] = []  # "ga": the kept offspring of this generation, still to ask
 
     def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
         super().setup(space, score)
         if self.warm is None:
             self.warm = select_valid(space, self.source_ranked, min(self.top_k, self.population_size))
+        if self.predictor_data is None:
+            self.predictor_data = training_set(space, self.source_records)
+        self._fit_predictor(space)
+
+    def _fit_predictor(self, space: SearchSpace) -> None:
+        archs, accuracies = self.predictor_data or ([], [])
+        if len(archs) < 3:
+            if self.source is not None:
+                log.warning("transfer: %d usable source record(s); the accuracy predictor needs 3, no screening",
+                            len(archs))
+            return
+        self.predictor.fit(space, archs, accuracies)
+        self.predictor_fit = {**self.predictor.cross_validate(space, archs, accuracies),
+                              "regressor": self.predictor.regressor_name, "screen_factor": self.screen_factor}
+        log.info("transfer: accuracy predictor (%s) fitted on %d source records; held-out Spearman %.3f (%s)",
+                 self.predictor.regressor_name, len(archs), self.predictor_fit["spearman"],
+                 self.predictor_fit["method"])
+
+    def _breed(self, space: SearchSpace) -> Architecture:
+        if self.screen_factor == 1 or not self.predictor.fitted:
+            return super()._breed(space)
+        if self.mode == "aging":
+            return self._screen(space, self.screen_factor, 1)[0]
+        if not self._screened:
+            needed = self.population_size - len(self._offspring)
+            self._screened = self._screen(space, needed * self.screen_factor, needed)
+        return self._screened.pop(0)
+
+    def _screen(self, space: SearchSpace, bred: int, kept: int) -> list[Architecture]:
+        """Breed up to ``bred`` distinct unseen offspring; the ``kept`` predicted best, best first."""
+        pool: list[Architecture] = []
+        try:
+            for _ in range(bred):
+                child = super()._breed(space)
+                if child in self._seen:  # the space has nothing unseen left
+                    break
+                pool.append(child)
+                self._seen.add(child)
+        finally:
+            self._seen.difference_update(pool)
+        if not pool:
+            return [super()._breed(space)]
+        predicted = self.predictor.predict(space, pool)
+        order = sorted(range(len(pool)), key=lambda i: (-predicted[i], i))[:kept]
+        log.debug("transfer: kept %d of %d offspring (predicted accuracy %.4f to %.4f)", len(order), len(pool),
+                  predicted[order[0]], predicted[order[-1]])
+        return [pool[i] for i in order]
 
     def _propose(self, space: SearchSpace) -> Architecture:
         if self._pending is None and len(self._population) < self.population_size:
@@ -128,12 +197,19 @@ class WarmStartEvolution(EvolutionStrategy):
         return super()._propose(space)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "warm": None if self.warm is None else [a.to_dict() for a in self.warm]}
+        data = self.predictor_data
+        return {**super().state_dict(), "warm": None if self.warm is None else [a.to_dict() for a in self.warm],
+                "predictor_data": None if data is None else [[a.to_dict(), v] for a, v in zip(*data, strict=True)],
+                "screened": [a.to_dict() for a in self._screened]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         warm = state.get("warm")
         self.warm = None if warm is None else [Architecture(a) for a in warm]
+        data = state.get("predictor_data")
+        self.predictor_data = None if data is None else ([Architecture(a) for a, _ in data],
+                                                         [float(v) for _, v in data])
+        self._screened = [Architecture(a) for a in state.get("screened", [])]
 
 
 def select_valid(space: SearchSpace, ranked: Iterable[Architecture], k: int) -> list[Architecture]:
@@ -168,6 +244,7 @@ def transfer_plot(
     path: str | Path,
     score: ScoreFn = default_score,
     ylabel: str = "best validation accuracy",
+    title: str = "Warm start vs from scratch",
 ) -> Path:
     """Plot best-so-far score against evaluations for a from-scratch and a warm-started search.
 
@@ -177,6 +254,7 @@ def transfer_plot(
         path: the image file to write (e.g. ``transfer.png``).
         score: the score plotted (default: validation accuracy).
         ylabel: the y-axis label.
+        title: the figure title.
 
     Example:
         >>> transfer_plot("outputs/scratch", "outputs/warm", "transfer.png")  # doctest: +SKIP
@@ -192,6 +270,7 @@ def transfer_plot(
         ax.step(steps[finite], curve[finite], where="post", label=label, color=color)
     ax.set_xlabel("evaluations")
     ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     out = Path(path)

@@ -1,0 +1,313 @@
+"""NNI tuners in-process: any built-in NNI 3.0 tuner (TPE, Evolution, Random, GridSearch, ...) as a Strategy.
+
+NNI is an optional extra: ``pip install 'lightning_nas[nni]'``; it is imported only when the strategy
+is bound to a space. The tuner is driven through its own API (``update_search_space``,
+``generate_parameters``, ``receive_trial_result``, ``import_data``), with no NNI experiment or
+dispatcher process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import math
+import random
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
+
+__all__ = ["ADVISORS", "NNITunerStrategy"]
+
+log = logging.getLogger(__name__)
+
+ADVISORS = ("hyperband", "bohb")
+"""NNI algorithms that are advisors (they need NNI's dispatcher), not in-process tuners."""
+
+MISSING_NNI = "strategy=nni needs the optional extra: pip install 'lightning_nas[nni]'"
+
+
+def _tuner_class(name: str) -> tuple[type[Any], dict[str, Any]]:
+    """The tuner class an NNI built-in name (or a dotted class path) names, and its built-in arguments."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from nni.tools.package_utils.config_manager import get_algo_meta, get_all_algo_meta
+    except ImportError as error:
+        raise ImportError(MISSING_NNI) from error
+    path, builtin_args = name, {}
+    if "." not in name:
+        meta = get_algo_meta(name)
+        if meta is None or meta.algo_type != "tuner" or meta.is_advisor or meta.class_name is None:
+            known = sorted(m.name for m in get_all_algo_meta() if m.algo_type == "tuner" and not m.is_advisor)
+            raise ValueError(f"strategy.tuner: {name!r} is not an NNI in-process tuner; built-in tuners: {known}")
+        path, builtin_args = meta.class_name, dict(meta.class_args or {})
+    module, _, attr = path.rpartition(".")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls = getattr(importlib.import_module(module), attr)
+    except ImportError as error:
+        raise ImportError(f"strategy.tuner {name!r} needs a package NNI does not install: {error}") from error
+    except AttributeError as error:
+        raise ValueError(f"strategy.tuner: no class {attr!r} in {module!r}") from error
+    return cls, builtin_args
+
+
+def _no_more_trials(error: Exception) -> bool:
+    return type(error).__name__ == "NoMoreTrialError"
+
+
+@contextmanager
+def _seeded_globals(seed: int) -> Iterator[None]:
+    """Make one tuner call deterministic and quiet: seed the global ``random``/``numpy`` RNGs and unseeded
+    ``numpy.random.RandomState()`` (NNI's Evolution tuner uses all three) and raise NNI's log level to
+    WARNING, restoring all of them afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    nni_log = logging.getLogger("nni")
+    level = nni_log.level
+    original = np.random.RandomState
+
+    class _SeededRandomState(original):  # type: ignore[misc,valid-type]
+        def __init__(self, state: Any = None) -> None:
+            super().__init__(seed if state is None else state)
+
+    random.seed(seed)
+    np.random.seed(seed)
+    setattr(np.random, "RandomState", _SeededRandomState)  # noqa: B010 - restored below
+    nni_log.setLevel(max(level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        setattr(np.random, "RandomState", original)  # noqa: B010
+        nni_log.setLevel(level)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+@register_strategy("nni")
+class NNITunerStrategy(Strategy):
+    """Drive an NNI built-in tuner in-process through its tuner API.
+
+    Every decision becomes an NNI ``choice`` over the *indices* of its candidates (so tuples, bools
+    and floats need no translation), and the tuner maximises the scalar score. A failed candidate (or
+    a non-finite score) is reported as the worst finite value told so far minus 1 (``-1`` before any).
+    A suggestion already told is answered to the tuner from the earlier value and a new one is
+    generated (up to ``MAX_RETRIES`` times); when the tuner repeats itself or runs dry
+    (``NoMoreTrialError``), a random unseen architecture is evaluated instead and given to the tuner
+    through ``import_data``. Told without asking (e.g. seeds from an ensemble), a result is imported
+    the same way.
+
+    Tested tuners (NNI 3.0): ``TPE``, ``Random``, ``Evolution``, ``GridSearch``. ``Anneal`` needs
+    ``hyperopt``; ``SMAC``, ``PPO``, ``DNGO`` need their own packages; ``GP`` and ``Metis`` fail with
+    current SciPy; ``Hyperband`` and ``BOHB`` are advisors that need NNI's dispatcher (use
+    ``strategy=hyperband``). A dotted class path (``"my.module.MyTuner"``) names a custom tuner.
+
+    Determinism: ``seed`` is passed to tuners that take one, and every tuner call runs with the global
+    ``random``/``numpy`` RNGs (and unseeded ``RandomState()``) seeded from ``seed`` and the call's
+    position. Resume: the log of tuner calls is part of :meth:`state_dict` and is replayed into a
+    fresh tuner, checking every generated suggestion matches.
+
+    Args:
+        tuner: an NNI built-in tuner name (case-insensitive) or a dotted class path.
+        tuner_kwargs: constructor arguments of the tuner (``optimize_mode`` defaults to ``"maximize"``).
+        num_samples: evaluation budget.
+        seed: seed of the tuner and of the fallback ``numpy.random.Generator``.
+
+    Example:
+        >>> strategy = NNITunerStrategy(tuner="TPE", num_samples=20, seed=0)
+        >>> strategy.setup(space)  # doctest: +SKIP
+        >>> arch = strategy.ask()  # doctest: +SKIP
+    """
+
+    name = "nni"
+
+    def __init__(self, tuner: str = "TPE", tuner_kwargs: dict[str, Any] | None = None, num_samples: int = 50,
+                 seed: int = 0) -> None:
+        super().__init__(num_samples, seed)
+        if not isinstance(tuner, str) or not tuner.strip():
+            raise ValueError(f"strategy.tuner must be an NNI tuner name such as 'TPE', got {tuner!r}")
+        if tuner.lower() in ADVISORS:
+            raise ValueError(f"strategy.tuner {tuner!r} is an NNI advisor that needs NNI's dispatcher, not an "
+                             "in-process tuner; use strategy=hyperband instead")
+        if tuner_kwargs is not None and not isinstance(tuner_kwargs, dict):
+            raise ValueError(f"strategy.tuner_kwargs must be a mapping, got {tuner_kwargs!r}")
+        self.tuner_name, self.tuner_kwargs = tuner, dict(tuner_kwargs or {})
+        self.tuner: Any = None
+        self._labels: list[str] = []
+        self._log: list[dict[str, Any]] = []  # every tuner call since setup, replayed on resume
+        self._next_id = 0
+        self._seen: dict[Architecture, float] = {}
+        self._pending: tuple[Architecture, int | None, dict[str, int]] | None = None
+        self._loaded: dict[str, Any] | None = None
+
+    # --- the tuner ----------------------------------------------------------------------------------
+    def _create_tuner(self) -> Any:
+        cls, kwargs = _tuner_class(self.tuner_name)
+        kwargs.update(self.tuner_kwargs)
+        params = inspect.signature(cls.__init__).parameters
+        if "optimize_mode" in params:
+            kwargs.setdefault("optimize_mode", "maximize")
+        if "seed" in params:
+            kwargs.setdefault("seed", self.seed)
+        with self._call_seed():
+            try:
+                return cls(**kwargs)
+            except TypeError as error:
+                raise ValueError(f"strategy.tuner_kwargs do not fit tuner {self.tuner_name!r}: {error}") from error
+
+    @contextmanager
+    def _call_seed(self) -> Iterator[None]:
+        """Seed the global RNGs for one tuner call from ``seed`` and the call's position in the log."""
+        seed = int(np.random.SeedSequence([self.seed, len(self._log)]).generate_state(1)[0])
+        with _seeded_globals(seed):
+            yield
+
+    def _generate(self, parameter_id: int) -> dict[str, int] | None:
+        """The tuner's next suggestion as ``label -> index``; None when it has no more."""
+        params: dict[str, int] | None
+        with self._call_seed():
+            try:
+                raw = self.tuner.generate_parameters(parameter_id)
+                params = None if raw is None else {label: int(raw[label]) for label in self._labels}
+            except Exception as error:
+                if not _no_more_trials(error):
+                    raise
+                params = None
+        self._log.append({"op": "generate", "id": parameter_id, "params": params})
+        return params
+
+    def _receive(self, parameter_id: int | None, params: dict[str, int], value: float) -> None:
+        with self._call_seed():
+            if parameter_id is None:
+                self.tuner.import_data([{"parameter": dict(params), "value": value}])
+            else:
+                self.tuner.receive_trial_result(parameter_id, dict(params), value)
+        self._log.append({"op": "receive", "id": parameter_id, "params": dict(params), "value": value})
+
+    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
+        """Bind the space and score, create the tuner and give it the search space (imports NNI)."""
+        super().setup(space, score)
+        self._labels = list(space.decisions)
+        self._log, self._next_id, self._seen, self._pending = [], 0, {}, None
+        self.tuner = self._create_tuner()
+        nni_space = {label: {"_type": "choice", "_value": list(range(len(space.decisions[label].candidates)))}
+                     for label in self._labels}
+        with self._call_seed():
+            self.tuner.update_search_space(nni_space)
+        self._log.append({"op": "space"})
+        if self._loaded is not None:
+            state, self._loaded = self._loaded, None
+            self.load_state_dict(state)
+
+    # --- ask / tell ---------------------------------------------------------------------------------
+    def _decode(self, params: dict[str, int]) -> Architecture:
+        assert self.space is not None
+        decisions = self.space.decisions
+        for label, index in params.items():
+            if not 0 <= index < len(decisions[label].candidates):
+                raise ValueError(f"NNI tuner suggested index {index} for {label!r} "
+                                 f"({len(decisions[label].candidates)} candidates)")
+        return self.space.validate({label: decisions[label].candidates[params[label]] for label in self._labels})
+
+    def _encode(self, arch: Architecture) -> dict[str, int]:
+        assert self.space is not None
+        decisions = self.space.decisions
+        return {label: _position(decisions[label].candidates, arch[label]) for label in self._labels}
+
+    def _propose(self, space: SearchSpace) -> Architecture:
+        if self.tuner is None:
+            raise RuntimeError("NNITunerStrategy.setup(space) must be called before ask()")
+        if self._pending is None:
+            for _ in range(MAX_RETRIES):
+                parameter_id, self._next_id = self._next_id, self._next_id + 1
+                params = self._generate(parameter_id)
+                if params is None:
+                    break
+                arch = self._decode(params)
+                if arch not in self._seen:
+                    self._pending = (arch, parameter_id, params)
+                    return arch
+                self._receive(parameter_id, params, self._seen[arch])  # the tuner learns the repeat's value
+            fresh = sample_unseen(space, self.rng, self._seen)
+            self._pending = (fresh, None, self._encode(fresh))
+        return self._pending[0]
+
+    def _value(self, result: EvalResult) -> float:
+        value = float(self.score(result)) if result.ok else -math.inf
+        if math.isfinite(value):
+            return value
+        return min((v for v in self._seen.values() if math.isfinite(v)), default=0.0) - 1.0
+
+    def _observe(self, arch: Architecture, result: EvalResult) -> None:
+        value = self._value(result)
+        if self._pending is not None and self._pending[0] == arch:
+            _, parameter_id, params = self._pending
+            self._pending = None
+        else:  # told without asking (e.g. an ensemble's seed): imported; a pending suggestion stays pending
+            parameter_id, params = None, self._encode(arch)
+        self._receive(parameter_id, params, value)
+        self._seen[arch] = value
+
+    # --- checkpointing ------------------------------------------------------------------------------
+    def _replay(self, entries: list[dict[str, Any]]) -> None:
+        """Repeat the logged tuner calls on the fresh tuner, checking each suggestion matches."""
+        for entry in entries:
+            if entry["op"] == "space":
+                continue
+            if entry["op"] == "generate":
+                params = self._generate(int(entry["id"]))
+                if params != entry["params"]:
+                    raise ValueError("the checkpoint's NNI tuner calls do not replay from this seed and space")
+            else:
+                parameter_id = entry["id"]
+                self._receive(None if parameter_id is None else int(parameter_id),
+                              {k: int(v) for k, v in entry["params"].items()}, float(entry["value"]))
+
+    def state_dict(self) -> dict[str, Any]:
+        """RNG state, counters, the log of tuner calls, told values and the pending ask (JSON-ready)."""
+        pending = None
+        if self._pending is not None:
+            pending = {"arch": self._pending[0].to_dict(), "id": self._pending[1], "params": self._pending[2]}
+        return {
+            **super().state_dict(),
+            "tuner": self.tuner_name,
+            "calls": list(self._log),
+            "next_id": self._next_id,
+            "seen": [{"arch": a.to_dict(), "value": v} for a, v in self._seen.items()],
+            "pending": pending,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` by replaying its tuner calls (at :meth:`setup` if not bound yet)."""
+        if state["tuner"] != self.tuner_name:
+            raise ValueError(f"strategy.tuner is {self.tuner_name!r} but the checkpoint has {state['tuner']!r}")
+        if self.tuner is None:
+            self._loaded = state
+            return
+        if len(self._log) > 1:
+            raise RuntimeError("load_state_dict needs a fresh strategy (setup called, nothing asked)")
+        self._replay(state["calls"])
+        super().load_state_dict(state)
+        self._next_id = int(state["next_id"])
+        self._seen = {Architecture(e["arch"]): float(e["value"]) for e in state["seen"]}
+        pending = state["pending"]
+        self._pending = None if pending is None else (
+            Architecture(pending["arch"]), pending["id"], {k: int(v) for k, v in pending["params"].items()})
+
+
+
+def _position(candidates: tuple[Any, ...], value: Any) -> int:
+    """Index of ``value`` among ``candidates``, comparing types too (``1`` is not ``True``)."""
+    return next(i for i, c in enumerate(candidates) if c == value and type(c) is type(value))

@@ -1,0 +1,64 @@
+"""benchmarks/fashion_mnist.py, CI-sized: the flagship's code path on a few hundred images, one epoch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from lightning_nas.baselines import BASELINES, build_baseline
+from lightning_nas.hardware.profile import count_params
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from data_files import write_fashion
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "fashion_mnist.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fashion_mnist_benchmark", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fashion_mnist_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baselines_take_fashion_mnist_images(name: str) -> None:
+    model = build_baseline(name, (1, 28, 28), 10).eval()
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    params = count_params(model)
+    assert (params < 100_000) if name == "two_conv_cnn" else (1_000_000 < params < 2_000_000)
+
+
+def test_unknown_baseline_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown baseline 'resnet'"):
+        build_baseline("resnet", (1, 28, 28), 10)
+
+
+def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path) -> None:
+    data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
+    out = tmp_path / "run"
+    results = bench.main(["--quick", "--data-dir", str(data), "--output", str(out), "--baselines", "two_conv_cnn",
+                          "--", "executor=local", "logger=none", "progress=false"])
+    names = [m["name"] for m in results["models"]]
+    assert names[0].startswith("searched (") and names[1:] == ["two_conv_cnn"]
+    for model in results["models"]:
+        assert 0.0 <= model["test_acc"] <= 1.0
+        assert model["params"] > 0 and model["macs"] > 0
+        assert model["executorch_ms"] is not None and model["executorch_ms"] > 0, model["export_error"]
+    stages = results["stages_s"]
+    assert {"search", "final training", "export (searched model)", "baseline two_conv_cnn", "total"} <= set(stages)
+    assert stages["total"] >= stages["search"] + stages["final training"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluations"] == 3 and summary["test"]["test/acc"] == results["models"][0]["test_acc"]
+    text = (out / "results.md").read_text()
+    assert "| two_conv_cnn |" in text and "DENSER" in text and "| total |" in text
+    assert (out / "baselines" / "two_conv_cnn" / "model.pte").is_file()
