@@ -7,7 +7,7 @@ exports them the same way, and prints test accuracy, parameters, MACs, ExecuTorc
 wall time of every stage, next to published Fashion-MNIST results. Results go to
 ``<output>/results.json`` and ``<output>/results.md``.
 
-    python benchmarks/fashion_mnist.py                          # the full run (under an hour, 2 cores)
+    python benchmarks/fashion_mnist.py                          # the full run (~70 min on 2 cores)
     python benchmarks/fashion_mnist.py --preset fashion_mnist_small   # search under max_params 25K
     python benchmarks/fashion_mnist.py --quick --data-dir DIR   # CI-sized: same code path, tiny budget
 
