@@ -108,7 +108,7 @@ def train_baseline(name: str, evaluator: TrainEvaluator, input_shape: tuple[int,
     return ModelFigures(name, float(test["test/acc"]), params, macs, latency, seconds, error)
 
 
-def searched_figures(summary: dict[str, Any], output_dir: Path) -> ModelFigures:
+def searched_figures(summary: dict[str, Any]) -> ModelFigures:
     """The searched model's row, from the run's summary and its deploy manifest."""
     metrics = {**summary["best"]["metrics"], **summary["test"]}
     latency, error = None, "not exported (export.top_k=0)"
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = run(cfg)
     stages = {"search": float(summary["search_seconds"]), "final training": float(summary["final_training_seconds"]),
               "export (searched model)": float(summary.get("export_seconds", 0.0))}
-    rows = [searched_figures(summary, output)]
+    rows = [searched_figures(summary)]
 
     names = [n for n in args.baselines.split(",") if n]
     if names:
