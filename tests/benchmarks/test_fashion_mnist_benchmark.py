@@ -43,22 +43,43 @@ def test_unknown_baseline_is_named() -> None:
         build_baseline("resnet", (1, 28, 28), 10)
 
 
-def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["parallel", pytest.param("sequential", marks=pytest.mark.slow)])
+def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path, mode: str) -> None:
     data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
     out = tmp_path / "run"
+    flags = ["--sequential-baselines"] if mode == "sequential" else []
     results = bench.main(["--quick", "--data-dir", str(data), "--output", str(out), "--baselines", "two_conv_cnn",
-                          "--", "executor=local", "logger=none", "progress=false"])
+                          *flags, "--", "executor=local", "logger=none", "progress=false"])
+    assert results["baselines_in_parallel"] is (mode == "parallel")
     names = [m["name"] for m in results["models"]]
     assert names[0].startswith("searched (") and names[1:] == ["two_conv_cnn"]
     for model in results["models"]:
         assert 0.0 <= model["test_acc"] <= 1.0
         assert model["params"] > 0 and model["macs"] > 0
         assert model["executorch_ms"] is not None and model["executorch_ms"] > 0, model["export_error"]
+        assert model["train_seconds"] > 0 and model["train_cpu_seconds"] > 0
     stages = results["stages_s"]
-    assert {"search", "final training", "export (searched model)", "baseline two_conv_cnn", "total"} <= set(stages)
+    baseline_stage = "baseline two_conv_cnn" + (" (parallel worker)" if mode == "parallel" else "")
+    assert {"search", "final training", "export (searched model)", baseline_stage, "ExecuTorch export + profiling",
+            "total"} <= set(stages)
     assert stages["total"] >= stages["search"] + stages["final training"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["evaluations"] == 3 and summary["test"]["test/acc"] == results["models"][0]["test_acc"]
     text = (out / "results.md").read_text()
     assert "| two_conv_cnn |" in text and "DENSER" in text and "| total |" in text
     assert (out / "baselines" / "two_conv_cnn" / "model.pte").is_file()
+
+
+def test_failed_baseline_worker_is_reported_not_fatal(bench: ModuleType, tmp_path: Path) -> None:
+    job = bench.BaselineJob.start("two_conv_cnn", tmp_path / "missing.yaml", tmp_path / "baselines")
+    row, seconds = job.result()
+    assert row.name == "two_conv_cnn" and row.executorch_ms is None and seconds > 0
+    assert row.export_error.startswith("training failed (exit 1): ") and "train.log" in row.export_error
+    assert "missing.yaml" in (tmp_path / "baselines" / "two_conv_cnn" / "train.log").read_text()
+
+
+def test_unknown_baseline_flag_is_named(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--baselines", "two_conv_cnn,resnet"])
+    assert exit_info.value.code == 2
+    assert "--baselines: unknown baseline(s) ['resnet']" in capsys.readouterr().err
