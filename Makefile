@@ -24,7 +24,7 @@ TEST_MARKERS := $(if $(CI),,-m "not slow")
 test: $(STAMP)  ## the fast suite; everything, slow tests included, when CI is set (what .ci/run runs)
 	$(PY) -m pytest -q $(TEST_MARKERS) $(PYTEST_ARGS)
 
-fashion-mnist: $(STAMP)  ## the flagship: search + train + export on Fashion-MNIST (~31 min), then two baselines (~36 min)
+fashion-mnist: $(STAMP)  ## the flagship: search + train + export on Fashion-MNIST, two baselines alongside (~55 min on 2 cores)
 	$(PY) benchmarks/fashion_mnist.py $(ARGS)
 
 test-all: $(STAMP)  ## everything, slow tests included

@@ -22,11 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -99,6 +103,28 @@ def export_one(space: SearchSpace, arch: Architecture, row: dict[str, Any], out:
         row["failures"].append(outcome)
 
 
+@contextmanager
+def stop_on_sigint() -> Iterator[list[bool]]:
+    """While open, Ctrl-C (SIGINT) only sets ``flag[0]``; the loop stops at the next architecture.
+
+    The export stack swallows a ``KeyboardInterrupt`` raised inside it, so the interrupt is turned
+    into a flag that is checked between architectures. A second Ctrl-C raises as usual.
+    """
+    flag = [False]
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+        print("interrupted: stopping after the current export (Ctrl-C again to abort)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_all(names: list[str], per_space: int, out: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Round-robin over the spaces (one architecture of each per round), so a cut-short run covers every space.
 
@@ -109,18 +135,24 @@ def run_all(names: list[str], per_space: int, out: Path, args: argparse.Namespac
     todo = {name: distinct_archs(space, per_space, rng) for name, space in spaces.items()}
     rows = {name: new_row(name) for name in names}
     start = time.perf_counter()
-    try:
+
+    def progress() -> None:
+        elapsed = time.perf_counter() - start
+        for r in rows.values():
+            print(f"[{elapsed:6.0f}s] {r['space']:<18} {r['archs']:>4}/{len(todo[r['space']])} exported, "
+                  f"{r['ok']} ok, {len(r['failures'])} failed", flush=True)
+
+    with stop_on_sigint() as interrupted:
         for index in range(per_space):
             for name in names:
+                if interrupted[0]:
+                    print("reporting the architectures done so far", flush=True)
+                    progress()
+                    return list(rows.values())
                 if index < len(todo[name]):
                     export_one(spaces[name], todo[name][index], rows[name], out, args)
             if (index + 1) % args.progress_every == 0 or index + 1 == per_space:
-                elapsed = time.perf_counter() - start
-                for r in rows.values():
-                    print(f"[{elapsed:6.0f}s] {r['space']:<18} {r['archs']:>4}/{len(todo[r['space']])} exported, "
-                          f"{r['ok']} ok, {len(r['failures'])} failed", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted: reporting the architectures done so far", flush=True)
+                progress()
     return list(rows.values())
 
 

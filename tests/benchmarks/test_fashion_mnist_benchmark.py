@@ -63,6 +63,7 @@ def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path, mode:
     assert {"search", "final training", "export (searched model)", baseline_stage, "ExecuTorch export + profiling",
             "total"} <= set(stages)
     assert stages["total"] >= stages["search"] + stages["final training"]
+    assert results["models"][1]["train_seconds"] <= stages[baseline_stage] <= stages["total"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["evaluations"] == 3 and summary["test"]["test/acc"] == results["models"][0]["test_acc"]
     text = (out / "results.md").read_text()

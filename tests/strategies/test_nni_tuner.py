@@ -9,12 +9,14 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from torch import nn
 
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.nn import ValueChoice
 from lightning_nas.results.history import History
+from lightning_nas.run import ConfigError, build_node
 from lightning_nas.search import run_search
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies import STRATEGIES
@@ -73,7 +75,7 @@ def test_missing_nni_names_the_extra(monkeypatch: pytest.MonkeyPatch, wide_space
 @needs_nni
 def test_unknown_tuner_names_the_key(wide_space: SearchSpace) -> None:
     with pytest.raises(ValueError, match=r"strategy.tuner: 'Tpee' is not an NNI in-process tuner.*TPE"):
-        NNITunerStrategy(tuner="Tpee").setup(wide_space)
+        NNITunerStrategy(tuner="Tpee")  # at construction, so the app stops at start with one line
     with pytest.raises(ValueError, match=r"strategy.tuner_kwargs do not fit"):
         NNITunerStrategy(tuner="Random", tuner_kwargs={"nope": 1}).setup(wide_space)
 
@@ -138,3 +140,11 @@ def test_resume_replays_and_state_round_trip(tuner: str, wide_space: SearchSpace
     assert restored.ask() == first.ask()
     with pytest.raises(ValueError, match=r"strategy.tuner"):
         NNITunerStrategy(tuner="Random").load_state_dict(first.state_dict())
+
+
+@needs_nni
+def test_unknown_tuner_is_a_one_line_config_error() -> None:
+    cfg = OmegaConf.create({"strategy": {"_target_": "lightning_nas.strategies.nni_tuner.NNITunerStrategy",
+                                         "tuner": "Tpee"}})
+    with pytest.raises(ConfigError, match=r"^strategy.tuner: 'Tpee' is not an NNI in-process tuner"):
+        build_node(cfg, "strategy")

@@ -9,6 +9,7 @@ dispatcher process.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import logging
 import math
@@ -143,6 +144,8 @@ class NNITunerStrategy(Strategy):
                              "in-process tuner; use strategy=hyperband instead")
         if tuner_kwargs is not None and not isinstance(tuner_kwargs, dict):
             raise ValueError(f"strategy.tuner_kwargs must be a mapping, got {tuner_kwargs!r}")
+        if importlib.util.find_spec("nni") is not None:  # without nni, setup() names the missing extra
+            _tuner_class(tuner)  # an unknown tuner fails here, at start, naming strategy.tuner
         self.tuner_name, self.tuner_kwargs = tuner, dict(tuner_kwargs or {})
         self.tuner: Any = None
         self._labels: list[str] = []
