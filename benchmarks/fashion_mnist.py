@@ -10,7 +10,7 @@ profiled on a quiet machine, and the script prints test accuracy, parameters, MA
 latency, training time (wall and CPU) and the wall time of every stage, next to published
 Fashion-MNIST results. Results go to ``<output>/results.json`` and ``<output>/results.md``.
 
-    python benchmarks/fashion_mnist.py                          # the full run (~50 min on 2 cores)
+    python benchmarks/fashion_mnist.py                          # the full run (~53 min on 2 cores)
     python benchmarks/fashion_mnist.py --preset fashion_mnist_small   # search under max_params 25K
     python benchmarks/fashion_mnist.py --quick --data-dir DIR   # CI-sized: same code path, tiny budget
 
