@@ -135,7 +135,8 @@ def baseline_worker(name: str, config_file: Path, folder: Path) -> None:
 
 
 class BaselineJob:
-    """A baseline training in a worker process (``python fashion_mnist.py --baseline-worker NAME``).
+    """A baseline training in a worker process (``python fashion_mnist.py --baseline-worker NAME``), started
+    by the constructor.
 
     A watcher thread notes when the worker exits, so its wall time is its own, not the time until
     someone asked for its result.
@@ -156,10 +157,6 @@ class BaselineJob:
         self._watcher = threading.Thread(target=self._watch, name=f"baseline-{name}", daemon=True)
         self._watcher.start()
         log.info("baseline %s: training in worker process %d (log: %s)", name, self.process.pid, out / "train.log")
-
-    @classmethod
-    def start(cls, name: str, config_file: Path, folder: Path) -> BaselineJob:
-        return cls(name, config_file, folder)
 
     def _watch(self) -> None:
         self.process.wait()
@@ -287,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         baselines_dir.mkdir(parents=True, exist_ok=True)
         config_file = baselines_dir / "config.yaml"
         config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        jobs = [BaselineJob.start(name, config_file, baselines_dir) for name in names]
+        jobs = [BaselineJob(name, config_file, baselines_dir) for name in names]
     try:
         summary = run(cfg)
         experiment_done = time.perf_counter()

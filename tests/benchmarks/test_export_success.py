@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "export_success.py"
-
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("export_success_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["export_success_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
+BENCHMARK = "export_success"  # benchmarks/export_success.py, loaded by the bench fixture (conftest.py)
 
 
 def test_sigint_stops_after_the_current_export(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,17 +16,7 @@ from lightning_nas.hardware.profile import count_params
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from data_files import write_fashion
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "fashion_mnist.py"
-
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fashion_mnist_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fashion_mnist_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
+BENCHMARK = "fashion_mnist"  # benchmarks/fashion_mnist.py, loaded by the bench fixture (conftest.py)
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
@@ -72,7 +61,7 @@ def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path, mode:
 
 
 def test_failed_baseline_worker_is_reported_not_fatal(bench: ModuleType, tmp_path: Path) -> None:
-    job = bench.BaselineJob.start("two_conv_cnn", tmp_path / "missing.yaml", tmp_path / "baselines")
+    job = bench.BaselineJob("two_conv_cnn", tmp_path / "missing.yaml", tmp_path / "baselines")
     row, seconds = job.result()
     assert row.name == "two_conv_cnn" and row.executorch_ms is None and seconds > 0
     assert row.export_error.startswith("training failed (exit 1): ") and "train.log" in row.export_error
