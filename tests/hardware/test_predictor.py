@@ -16,7 +16,7 @@ from lightning_nas.spaces import EfficientConvNetSpace
 from lightning_nas.spaces.base import SearchSpace
 
 TRAIN, TEST = 40, 20
-ROUNDS = 5  # interleaved passes over all architectures; the minimum median resists a busy CPU
+ROUNDS = 10  # interleaved passes over all architectures; the minimum median resists a busy CPU (5 was not enough on CI)
 
 
 @pytest.fixture(scope="module")
