@@ -7,11 +7,13 @@ import importlib
 import inspect
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from lightning_nas.config import GROUP_SCHEMAS, register_configs
+from lightning_nas.hardware.profile import count_params
 from lightning_nas.run import ConfigError, build_node
 
 CONF = Path(__file__).resolve().parents[2] / "src" / "lightning_nas" / "conf"
@@ -122,3 +124,13 @@ def test_make_run_keeps_its_search() -> None:
     assert strategy._target_.endswith("EvolutionStrategy")
     assert (strategy.num_samples, strategy.population_size, strategy.tournament_size, strategy.elitism) == (12, 6, 3, 2)
     assert _compose(["strategy=evolution"]).strategy.num_samples is None  # no experiment: population x generations
+
+
+def test_small_fashion_mnist_space_mostly_fits_its_parameter_budget() -> None:
+    """``experiment=fashion_mnist_small``: most sampled architectures meet ``max_params: 25K``, the largest do not."""
+    cfg = _compose(["experiment=fashion_mnist_small"])
+    assert cfg.objective.constraints.max_params == "25K"
+    space = build_node(cfg, "search_space", input_shape=[1, 28, 28], num_classes=10)
+    rng = np.random.default_rng(0)
+    params = np.array([count_params(space.build(space.sample(rng))) for _ in range(60)])
+    assert 0.5 <= np.mean(params <= 25_000) <= 0.9, np.sort(params)  # the limit falls inside the space

@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
 from lightning_nas.results.history import Record
@@ -33,6 +34,7 @@ CLEAN = "robust/clean_acc"
 _NOISE = re.compile(r"^robust/noise_acc@(.+)$")
 _TAIL = ("robust/corrupt_acc", "robust/adv_acc_fgsm", "robust/adv_acc_pgd")
 _RATIOS = ("robust/corrupt_ratio", "robust/adv_ratio")
+_WITHIN_BUDGET, _OVER_BUDGET = "#1f77b4", "#d62728"
 
 
 def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
@@ -101,10 +103,13 @@ def robustness_plot(records: Sequence[Record], path: str | Path, top_k: int = 8)
         values = [_metric(r, key) for r in top]
         bars.bar(positions + (j - (len(keys) - 1) / 2) * width, values, width, label=key.removeprefix("robust/"))
     bars.set_xticks(positions, [f"#{r.index}" for r in top])
-    bars.set(xlabel="candidate (by clean accuracy)", ylabel="accuracy", ylim=(0.0, 1.05),
+    columns = min(len(keys), 4)
+    headroom = 0.08 * -(-len(keys) // columns)  # one legend row per `columns` keys, above the tallest bar
+    bars.set(xlabel="candidate (by clean accuracy)", ylabel="accuracy", ylim=(0.0, 1.05 + headroom),
              title=f"Robust accuracy, top {len(top)}")
+    bars.set_yticks(np.linspace(0.0, 1.0, 6))
     bars.grid(axis="y", alpha=0.3)
-    bars.legend(fontsize="x-small", ncols=2)
+    bars.legend(fontsize="x-small", ncols=columns, loc="upper center")
     ok = [r for r in records if r.result.ok]
     xs = np.array([_metric(r, CLEAN) for r in ok], dtype=np.float64)
     ys = np.array([_metric(r, "robust/adv_ratio") for r in ok], dtype=np.float64)
@@ -128,7 +133,7 @@ def _efficiency_scatter(figure: Figure, ax: Axes, acc: NDArray[np.float64], n_pa
         ax.scatter(n_params[shown & bad], acc[shown & bad], s=90, facecolors="none", edgecolors="#d62728",
                    linewidths=1.5, label="violates a constraint")
     if grey.any() or (shown & bad).any():
-        ax.legend(loc="lower right", fontsize="small")
+        ax.legend(loc="best", fontsize="small")
     ax.set_xscale("log")
     ax.set(xlabel="parameters", ylabel="validation accuracy", title="Accuracy vs parameters")
     ax.grid(alpha=0.3)
@@ -160,7 +165,11 @@ def efficiency_plot(
     scatter, bars = figure.subplots(1, 2)
     _efficiency_scatter(figure, scatter, acc, n_params, mem, bad)
     order = [i for i in np.argsort(-np.nan_to_num(eff, nan=-np.inf), kind="stable") if np.isfinite(eff[i])][:top_n]
-    bars.barh(np.arange(len(order)), eff[order], color=["#d62728" if bad[i] else "#1f77b4" for i in order])
+    bars.barh(np.arange(len(order)), eff[order], color=[_OVER_BUDGET if bad[i] else _WITHIN_BUDGET for i in order])
+    if any(bad[i] for i in order):
+        bars.legend(handles=[Patch(color=_WITHIN_BUDGET, label="meets every constraint"),
+                             Patch(color=_OVER_BUDGET, label="violates a constraint")],
+                    loc="lower right", fontsize="small")
     bars.set_yticks(np.arange(len(order)), [names[i] for i in order])
     bars.invert_yaxis()
     bars.set(xlabel="accuracy per 100K parameters", title=f"Parameter efficiency, top {len(order)}")
