@@ -130,7 +130,7 @@ def _efficiency_scatter(figure: Figure, ax: Axes, acc: NDArray[np.float64], n_pa
         points = ax.scatter(n_params[coloured], acc[coloured], s=22, c=mem[coloured], cmap="viridis")
         figure.colorbar(points, ax=ax, label="activation memory (MB)")
     if (shown & bad).any():
-        ax.scatter(n_params[shown & bad], acc[shown & bad], s=90, facecolors="none", edgecolors="#d62728",
+        ax.scatter(n_params[shown & bad], acc[shown & bad], s=90, facecolors="none", edgecolors=_OVER_BUDGET,
                    linewidths=1.5, label="violates a constraint")
     if grey.any() or (shown & bad).any():
         ax.legend(loc="best", fontsize="small")
