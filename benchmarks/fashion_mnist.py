@@ -164,13 +164,13 @@ class BaselineJob:
         log.info("baseline %s: worker finished after %.0f s", self.name, self.ended - self.started)
 
     def running(self) -> bool:
-        return self.process.poll() is None
+        return self.ended is None
 
     def result(self) -> tuple[ModelFigures, float]:
         """Wait for the worker; its figures (or the failure, as the row's error) and its wall seconds."""
-        code = self.process.wait()
-        self._watcher.join()
-        seconds = (self.ended or time.perf_counter()) - self.started
+        self._watcher.join()  # the watcher waits for the process and sets `ended`
+        assert self.ended is not None
+        code, seconds = self.process.returncode, self.ended - self.started
         figures_file = self.folder / self.name / "figures.json"
         if code == 0 and figures_file.is_file():
             return ModelFigures(**json.loads(figures_file.read_text())), seconds
@@ -183,7 +183,7 @@ class BaselineJob:
     def stop(self) -> None:
         if self.running():
             self.process.terminate()
-            self.process.wait()
+            self._watcher.join()
 
 
 def profile_models(rows: list[ModelFigures], summary: dict[str, Any], folder: Path, input_shape: tuple[int, ...],
