@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from lightning_nas.export.codegen import UnsupportedModuleError, generate_package
@@ -345,11 +346,16 @@ def test_package_files_describe_the_network(toy_space: Any, tmp_path: Path) -> N
     model = toy_space.build(arch)
     out = generate_package(model, arch, tmp_path / "pkg", SHAPE, 10, state_dict=model.state_dict(),
                            mean=(0.3,), std=(0.4,), model_name="DigitsNet")
-    expected = {"model.py", "train.py", "inference.py", "deploy.py", "requirements.txt", "README.md",
-                "arch.json", "weights.pt"}
+    expected = {"model.py", "train.py", "inference.py", "deploy.py", "requirements.txt", "requirements-deploy.txt",
+                "requirements-train.txt", "README.md", "arch.json", "weights.pt"}
     assert {p.name for p in out.iterdir()} == expected
     assert json.loads((out / "arch.json").read_text()) == dict(arch)
-    assert f"torch=={metadata.version('torch')}" in (out / "requirements.txt").read_text().splitlines()
+    inference = (out / "requirements.txt").read_text().splitlines()
+    assert f"torch=={metadata.version('torch')}" in inference
+    assert not any(line.startswith(("lightning", "torchvision", "executorch")) for line in inference)
+    deploy, train = ((out / f"requirements-{kind}.txt").read_text().splitlines() for kind in ("deploy", "train"))
+    assert "-r requirements.txt" in deploy and f"executorch=={metadata.version('executorch')}" in deploy
+    assert "-r requirements.txt" in train and f"lightning=={metadata.version('lightning')}" in train
     readme = (out / "README.md").read_text()
     assert "# DigitsNet" in readme and json.dumps(dict(arch), indent=2) in readme
     module = import_model(out)
@@ -374,5 +380,17 @@ def test_generated_scripts_train_classify_and_deploy(toy_space: Any, tmp_path: P
     assert (out / "weights.pt").exists()
     torch.save(torch.zeros(*SHAPE), out / "zeros.pt")
     assert "zeros.pt[0]: " in run("inference.py", "zeros.pt", "--top-k", "2")
+    Image.fromarray(np.full((12, 12), 200, dtype=np.uint8)).save(out / "digit.png")  # gray, resized to 8x8
+    assert "digit.png[0]: " in run("inference.py", "digit.png", "--top-k", "2")
     assert "max |pte - eager|" in run("deploy.py", "--output", "model.pte", "--check")
     assert (out / "model.pte").stat().st_size > 0
+
+
+def test_inference_script_needs_only_torch_and_pillow(toy_space: Any, tmp_path: Path) -> None:
+    arch = toy_space.sample(np.random.default_rng(4))
+    out = generate_package(toy_space.build(arch), arch, tmp_path / "pkg", SHAPE, 10)
+    tree = ast.parse((out / "inference.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {str(node.module).split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported - set(sys.stdlib_module_names) == {"torch", "PIL", "model"}

@@ -2,7 +2,8 @@
 
 :func:`generate_package` writes ``model.py`` (the architecture as literal code, no
 ``lightning_nas`` import), ``train.py`` (Lightning), ``inference.py``, ``deploy.py``
-(ExecuTorch ``.pte``), ``requirements.txt``, ``README.md``, ``arch.json`` and ``weights.pt``.
+(ExecuTorch ``.pte``), ``requirements*.txt`` (inference, deploy, train), ``README.md``,
+``arch.json`` and ``weights.pt``.
 
 How modules are written (there is no protocol to implement):
 
@@ -157,7 +158,8 @@ def generate_package(
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.py").write_text(source, encoding="utf-8")
     write_scripts(out)
-    (out / "requirements.txt").write_text(requirements(), encoding="utf-8")
+    for name, text in requirements().items():
+        (out / name).write_text(text, encoding="utf-8")
     (out / "README.md").write_text(readme(info, state_dict is not None), encoding="utf-8")
     (out / "arch.json").write_text(json.dumps(info.arch, indent=2) + "\n", encoding="utf-8")
     weights = out / "weights.pt"

@@ -50,7 +50,12 @@ LINE = 100  # width the generated code aims for
 _PREFIX_ROOM = 20  # room left on a one-line call for what precedes and follows it ("name=", ",")
 BASES = {nn.Module: "", nn.Sequential: "*layers", nn.ModuleList: "layers"}  # base -> super().__init__ args
 _SIMPLE_TYPES = frozenset({"bool", "int", "float", "str", "tuple", "list", "dict"})
-_PINNED = ("torch", "torchvision", "lightning", "executorch", "scikit-learn", "pillow")
+# What each script imports, split so that a user who only deploys installs torch and no training stack.
+REQUIREMENT_FILES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "requirements.txt": ("model.py and inference.py (Pillow decodes image files)", ("torch", "pillow")),
+    "requirements-deploy.txt": ("deploy.py: the ExecuTorch .pte", ("executorch",)),
+    "requirements-train.txt": ("train.py", ("lightning", "torchvision", "scikit-learn")),
+}
 
 
 MODEL_FOOTER = '''def example_input(batch_size: int = 1) -> torch.Tensor:
@@ -254,15 +259,24 @@ def metadata_source(info: PackageInfo) -> str:
     ])
 
 
-def requirements() -> str:
-    """Pinned versions of the packages the scripts import, as installed here."""
-    lines = []
-    for name in _PINNED:
-        try:
-            lines.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            lines.append(name)
-    return "\n".join(lines) + "\n"
+def requirements() -> dict[str, str]:
+    """File name -> text of the pinned requirements of each script group, as installed here.
+
+    ``requirements.txt`` holds inference's needs alone; the deploy and train files include it.
+    """
+    files = {}
+    for index, (name, (purpose, packages)) in enumerate(REQUIREMENT_FILES.items()):
+        lines = [f"# {purpose}"] + ([] if index == 0 else ["-r requirements.txt"])
+        lines += [_pinned(package) for package in packages]
+        files[name] = "\n".join(lines) + "\n"
+    return files
+
+
+def _pinned(package: str) -> str:
+    try:
+        return f"{package}=={metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return package
 
 
 def readme(info: PackageInfo, has_weights: bool) -> str:
@@ -275,7 +289,9 @@ def readme(info: PackageInfo, has_weights: bool) -> str:
     return f"""# {info.model_name}
 
 A network found by neural architecture search with `lightning_nas`, written as plain PyTorch.
-`model.py` needs only `torch`; the scripts need the packages in `requirements.txt`.
+`model.py` and `inference.py` need only `torch` (and Pillow for image files): `requirements.txt`.
+`deploy.py` adds ExecuTorch (`requirements-deploy.txt`), `train.py` adds Lightning, torchvision and
+scikit-learn (`requirements-train.txt`).
 Input: {shape} images (channels x height x width); output: {info.num_classes} class logits.
 {weights}
 
@@ -288,9 +304,11 @@ Input: {shape} images (channels x height x width); output: {info.num_classes} cl
 ## Usage
 
 ```bash
-pip install -r requirements.txt
+pip install -r requirements.txt          # inference only; add -deploy or -train for the other scripts
+pip install -r requirements-train.txt    # to train
 python train.py --data {info.data} --epochs 20   # writes weights.pt
 python inference.py image.png                      # top classes of an image (or a saved tensor .pt)
+pip install -r requirements-deploy.txt   # to deploy
 python deploy.py --output model.pte --check        # ExecuTorch program (XNNPACK), checked against eager
 ```
 
