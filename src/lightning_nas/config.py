@@ -317,9 +317,10 @@ class TabularEvaluatorConfig:
     _target_: str = "lightning_nas.evaluators.TabularEvaluator"
     table: str = MISSING
     metric: str = "val_acc"
-    key: str = "json"
+    key: str = "auto"
     arch_column: str = "arch"
     device: str | None = None
+    fidelity: int | None = None
 
 
 @dataclass

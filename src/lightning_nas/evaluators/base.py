@@ -10,7 +10,7 @@ from typing import Any, Literal
 from lightning_nas.arch import Architecture
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["EvalResult", "Evaluator", "Status"]
+__all__ = ["EvalResult", "Evaluator", "EvaluatorConfigError", "Status"]
 
 Status = Literal["ok", "failed"]
 
@@ -51,6 +51,14 @@ class EvalResult:
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
         metrics = {k: (math.nan if v is None else float(v)) for k, v in data.get("metrics", {}).items()}
         return cls(data["status"], metrics, data.get("error"), float(data.get("duration_s", 0.0)))
+
+
+class EvaluatorConfigError(Exception):
+    """A configuration error found while evaluating (e.g. a table that does not cover the space).
+
+    Unlike a bad candidate, it stops the search: the search loop re-raises it and the app reports
+    its one-line message.
+    """
 
 
 class Evaluator(ABC):

@@ -5,7 +5,8 @@ Table format
 A CSV file with a header row, or a JSON file; one row per architecture.
 
 * The architecture column (``arch_column``, default ``"arch"``) holds the architecture key
-  string. With ``key="json"`` (the default) this is ``arch.to_json()``; any JSON object with the
+  string. ``key="auto"`` (the default) reads JSON keys or NAS-Bench-201 strings, whichever the
+  table holds. With ``key="json"`` this is ``arch.to_json()``; any JSON object with the
   same labels and values matches (key order and whitespace are canonicalised on load). A custom
   ``key`` (a name registered with :func:`register_table_key`, or a callable
   ``(space, arch) -> str``) lets a table use another notation: ``key="nb201"`` reads
@@ -19,13 +20,22 @@ A CSV file with a header row, or a JSON file; one row per architecture.
   given). A column already named ``stage/metric`` is kept as is; any other column becomes
   ``table/<column>``. The ``metric`` column is reported as ``search/val_acc`` (the score
   the strategies maximise by default).
+* **Fidelities.** A column ``<name>@<epochs>`` is column ``<name>`` after ``<epochs>`` of training
+  (``val_acc@12``, ``val_acc@200``, ``test_acc@200``); ``train_time_s@<epochs>`` is the cumulative
+  cost of training that far. :meth:`TabularEvaluator.evaluate` reads the row at ``fidelity``
+  (default: the highest), :meth:`TabularEvaluator.evaluate_at` at any tabulated fidelity
+  (Hyperband, ASHA and BOHB rungs; continuing from a lower fidelity costs only the difference),
+  and :meth:`TabularEvaluator.test` at the highest. Plain columns hold at every fidelity.
 * JSON: either an object ``{"<arch key>": {"val_acc": 0.9, ...}, ...}`` or a list of rows
   ``[{"arch": <key string or architecture object>, "val_acc": 0.9, ...}, ...]``.
 
 ``evaluate`` never reports ``test/*`` metrics (the search must not see the test split);
 ``test`` reports every metric of the row. An architecture missing from the table raises
 :class:`ArchitectureNotInTable` (a ``KeyError`` naming the architecture): a table that does not
-cover the space is a configuration error, not a bad candidate.
+cover the space is a configuration error, not a bad candidate, and it stops the search.
+
+Shipped tables (:data:`SHIPPED_TABLES`) are found by name: ``table=nb201_synthetic`` is a synthetic
+NAS-Bench-201-style table with fidelities over the ``nb201`` space (``benchmarks/make_nb201_table.py``).
 
 Example:
     >>> evaluator = TabularEvaluator("nb_table.csv")  # doctest: +SKIP
@@ -36,6 +46,8 @@ Example:
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import math
 import re
@@ -44,13 +56,15 @@ from pathlib import Path
 from typing import Any
 
 from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.evaluators.base import EvalResult, Evaluator, EvaluatorConfigError
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
     "COLUMN_METRICS",
+    "SHIPPED_TABLES",
     "TABLE_KEYS",
     "ArchitectureNotInTable",
+    "FidelityNotInTable",
     "KeyFn",
     "TabularEvaluator",
     "column_metric",
@@ -76,6 +90,10 @@ COLUMN_METRICS: dict[str, str] = {
 """Short table column names and the metric each one is reported as."""
 
 _DEVICE_LATENCY = re.compile(r"^latency_(?P<device>.+)_ms$")
+_FIDELITY = re.compile(r"^(?P<name>.+)@(?P<fidelity>\d+)$")
+
+SHIPPED_TABLES: dict[str, Path] = {"nb201_synthetic": Path(__file__).parent / "tables" / "nb201_synthetic.csv.gz"}
+"""Tables installed with the package, usable by name as ``TabularEvaluator(table=<name>)``."""
 
 
 def json_key(space: SearchSpace, arch: Architecture) -> str:
@@ -123,16 +141,21 @@ def column_metric(column: str) -> str:
     return f"table/{column}"
 
 
-class ArchitectureNotInTable(KeyError):
+class ArchitectureNotInTable(KeyError, EvaluatorConfigError):
     """The table has no row for an architecture; ``arch_json`` and ``key`` name it."""
 
     def __init__(self, arch: Architecture, key: str, table: str) -> None:
         self.arch_json = arch.to_json()
         self.key = key
-        super().__init__(f"architecture {self.arch_json} (key {key!r}) is not in the table {table}")
+        super().__init__(f"evaluator.table: architecture {self.arch_json} (key {key!r}) is not in the table "
+                         f"{table}: the table does not cover the search space (check evaluator.key and search_space)")
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class FidelityNotInTable(ValueError, EvaluatorConfigError):
+    """A fidelity (epochs) was asked that the table has no columns for."""
 
 
 def _canonical(key: Any) -> str:
@@ -157,21 +180,54 @@ def _number(value: Any, column: str, where: str) -> float:
         raise ValueError(f"{where}: column {column!r} must be numeric, got {value!r}") from None
 
 
+def _read_text(path: Path) -> str:
+    """The file's text, gunzipped when its name ends in ``.gz``."""
+    if path.suffix.lower() == ".gz":
+        with gzip.open(path, "rt", newline="") as handle:
+            return handle.read()
+    return path.read_text()
+
+
 def _read_rows(path: Path, arch_column: str) -> list[tuple[Any, dict[str, Any]]]:
-    """``(key, {column: value})`` for every row of a CSV or JSON table."""
-    if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
+    """``(key, {column: value})`` for every row of a CSV or JSON table (optionally gzipped)."""
+    kind = path.suffixes[-2].lower() if path.suffix.lower() == ".gz" and len(path.suffixes) > 1 else path.suffix.lower()
+    if kind == ".json":
+        data = json.loads(_read_text(path))
         if isinstance(data, dict):
             return [(k, dict(v)) for k, v in data.items()]
         if isinstance(data, list):
             rows = [dict(row) for row in data]
             return [(row.pop(arch_column), row) for row in rows]
         raise ValueError(f"{path}: a JSON table must be an object or a list of rows")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or arch_column not in reader.fieldnames:
-            raise ValueError(f"{path}: the CSV header must have an {arch_column!r} column")
-        return [(row.pop(arch_column), dict(row)) for row in reader]
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    if reader.fieldnames is None or arch_column not in reader.fieldnames:
+        raise ValueError(f"{path}: the CSV header must have an {arch_column!r} column")
+    return [(row.pop(arch_column), dict(row)) for row in reader]
+
+
+def resolve_table(table: str | Path) -> Path:
+    """``table`` as a path: an existing file, else the shipped table of that name."""
+    path = Path(table)
+    if not path.exists() and str(table) in SHIPPED_TABLES:
+        return SHIPPED_TABLES[str(table)]
+    return path
+
+
+def detect_key(keys: list[str]) -> str:
+    """``"json"`` or ``"nb201"``: the notation of a table's (canonical) keys."""
+    first = keys[0].lstrip() if keys else ""
+    if first.startswith("{"):
+        return "json"
+    if first.startswith("|"):
+        return "nb201"
+    raise ValueError(f"evaluator.key: cannot tell the notation of table keys such as {first[:60]!r}; "
+                     f"set evaluator.key to one of {sorted(TABLE_KEYS)}")
+
+
+def split_fidelity(column: str) -> tuple[str, int | None]:
+    """``"val_acc@12"`` -> ``("val_acc", 12)``; a plain column -> ``(column, None)``."""
+    match = _FIDELITY.match(column)
+    return (match["name"], int(match["fidelity"])) if match else (column, None)
 
 
 def load_table(path: str | Path, arch_column: str = "arch") -> dict[str, dict[str, float]]:
@@ -181,7 +237,7 @@ def load_table(path: str | Path, arch_column: str = "arch") -> dict[str, dict[st
         path: the CSV or JSON file.
         arch_column: the column holding the architecture key.
     """
-    path = Path(path)
+    path = resolve_table(path)
     table: dict[str, dict[str, float]] = {}
     for key, row in _read_rows(path, arch_column):
         where = f"{path}: row {key!r}"
@@ -193,70 +249,120 @@ class TabularEvaluator(Evaluator):
     """Scores an architecture by lookup in a user-supplied table (see the module docstring).
 
     Args:
-        table: path of the CSV or JSON table.
+        table: path of the CSV or JSON table (optionally gzipped), or a :data:`SHIPPED_TABLES` name.
         metric: the column reported as ``search/val_acc`` (the search score).
         key: a name in :data:`TABLE_KEYS` (``"json"``: ``arch.to_json()``; ``"nb201"``: the
-            NAS-Bench-201 string) or a callable
+            NAS-Bench-201 string), ``"auto"`` (whichever of the two the table holds) or a callable
             ``(space, arch) -> str`` giving an architecture's key in the table.
         arch_column: the column holding the architecture key.
         device: if given, the ``latency_<device>_ms`` column is also reported as ``hw/latency_ms``.
+        fidelity: the epochs :meth:`evaluate` reads (``<column>@<fidelity>``); default the highest
+            the table has (none for a table without fidelities).
 
     Example:
-        >>> evaluator = TabularEvaluator("table.csv", metric="val_acc")  # doctest: +SKIP
-        >>> evaluator.test(space, arch)["test/acc"]  # doctest: +SKIP
-        0.91
+        >>> evaluator = TabularEvaluator("nb201_synthetic", fidelity=12)
+        >>> evaluator.fidelities
+        [4, 12, 36, 108, 200]
     """
 
     def __init__(
         self,
         table: str,
         metric: str = "val_acc",
-        key: str | KeyFn = "json",
+        key: str | KeyFn = "auto",
         arch_column: str = "arch",
         device: str | None = None,
+        fidelity: int | None = None,
     ) -> None:
-        if isinstance(key, str) and key not in TABLE_KEYS:
-            raise ValueError(f"evaluator.key must be one of {sorted(TABLE_KEYS)} or a callable, got {key!r}")
-        self.table_path = str(table)
+        if isinstance(key, str) and key not in {*TABLE_KEYS, "auto"}:
+            raise ValueError(f"evaluator.key must be 'auto', one of {sorted(TABLE_KEYS)} or a callable, got {key!r}")
+        self.table_path = str(resolve_table(table))
         self.metric = metric
-        self.key_fn: KeyFn = TABLE_KEYS[key] if isinstance(key, str) else key
         self.device = device
         self.rows = load_table(table, arch_column)
         if not self.rows:
             raise ValueError(f"evaluator.table {table} has no rows")
+        self.key_fn: KeyFn = key if callable(key) else TABLE_KEYS[detect_key(list(self.rows)) if key == "auto" else key]
         columns = set().union(*(row.keys() for row in self.rows.values()))
+        self.fidelities: list[int] = sorted({f for c in columns if (f := split_fidelity(c)[1]) is not None})
+        if fidelity is not None and fidelity not in self.fidelities:
+            raise ValueError(f"evaluator.fidelity {fidelity!r} is not in the table; fidelities: {self.fidelities}")
+        self.fidelity = fidelity if fidelity is not None else (self.fidelities[-1] if self.fidelities else None)
+        plain = {split_fidelity(c)[0] for c in columns if split_fidelity(c)[1] in (None, self.fidelity)}
         for needed in [metric] + ([f"latency_{device}_ms"] if device else []):
-            if needed not in columns:
+            if needed not in plain:
                 raise ValueError(f"evaluator.table {table} has no column {needed!r}; columns: {sorted(columns)}")
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def lookup(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
-        """Every metric of ``arch``'s row (``test/*`` included).
-
-        Raises:
-            ArchitectureNotInTable: the table has no row for ``arch``.
-        """
+    def _row(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
         key = _canonical(self.key_fn(space, arch))
         row = self.rows.get(key)
         if row is None:
             raise ArchitectureNotInTable(arch, key, self.table_path)
+        return row
+
+    def _at(self, row: dict[str, float], fidelity: int | None) -> dict[str, float]:
+        """The row seen at ``fidelity``: plain columns, overridden by their ``@fidelity`` columns."""
+        view = {c: v for c, v in row.items() if "@" not in c}
+        for column, value in row.items():
+            name, at = split_fidelity(column)
+            if at is not None and at == fidelity:
+                view[name] = value
+        return view
+
+    def lookup(self, space: SearchSpace, arch: Architecture, fidelity: int | None = None) -> dict[str, float]:
+        """Every metric of ``arch``'s row at ``fidelity`` (default :attr:`fidelity`; ``test/*`` included).
+
+        Raises:
+            ArchitectureNotInTable: the table has no row for ``arch``.
+        """
+        row = self._at(self._row(space, arch), self.fidelity if fidelity is None else fidelity)
         metrics = {column_metric(column): value for column, value in row.items()}
-        metrics["search/val_acc"] = row[self.metric]
+        metrics["search/val_acc"] = row.get(self.metric, math.nan)
         if self.device is not None:
             metrics["hw/latency_ms"] = row[f"latency_{self.device}_ms"]
         return metrics
 
-    def evaluate(self, space: SearchSpace, arch: Architecture) -> EvalResult:
-        """The row's metrics without ``test/*``; failed when the score is missing or NaN."""
-        metrics = {k: v for k, v in self.lookup(space, arch).items() if not k.startswith("test/")}
-        duration = metrics.get("train/time_s", 0.0)
+    def _result(self, metrics: dict[str, float], duration: float, fidelity: int | None) -> EvalResult:
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("test/")}
         duration = duration if math.isfinite(duration) else 0.0
         if not math.isfinite(metrics["search/val_acc"]):
-            return EvalResult.failed(f"the table has no {self.metric!r} for this architecture", metrics, duration)
+            where = self.metric if fidelity is None else f"{self.metric}@{fidelity}"
+            return EvalResult.failed(f"the table has no {where!r} for this architecture", metrics, duration)
         return EvalResult("ok", metrics, duration_s=duration)
 
+    def evaluate(self, space: SearchSpace, arch: Architecture) -> EvalResult:
+        """The row's metrics at :attr:`fidelity` without ``test/*``; failed when the score is missing or NaN.
+
+        Its ``duration_s`` is the table's ``train_time_s`` (the simulated cost; 0 without that column).
+        """
+        metrics = self.lookup(space, arch)
+        return self._result(metrics, metrics.get("train/time_s", 0.0), self.fidelity)
+
+    def evaluate_at(
+        self, space: SearchSpace, arch: Architecture, epochs: int, resume_from: Any | None = None
+    ) -> tuple[EvalResult, Any]:
+        """The result at fidelity ``epochs`` and the state to continue from (that fidelity).
+
+        Continuing from a lower fidelity (``resume_from``, a state returned earlier) costs the
+        difference of the cumulative ``train_time_s``; starting afresh costs all of it.
+
+        Raises:
+            FidelityNotInTable: ``epochs`` is not a fidelity of the table.
+        """
+        if epochs not in self.fidelities:
+            raise FidelityNotInTable(f"evaluator.table {self.table_path} has no fidelity {epochs} (columns "
+                                     f"<name>@<epochs> for epochs in {self.fidelities}); choose the strategy's "
+                                     "min_epochs, max_epochs and eta so that every rung is one of them")
+        metrics = self.lookup(space, arch, epochs)
+        cost = metrics.get("train/time_s", 0.0)
+        if isinstance(resume_from, int) and resume_from in self.fidelities and resume_from < epochs:
+            cost -= self.lookup(space, arch, resume_from).get("train/time_s", 0.0)
+        metrics["train/epochs_budget"] = float(epochs)
+        return self._result(metrics, cost, epochs), epochs
+
     def test(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
-        """Every metric of the row, ``test/acc`` included."""
-        return self.lookup(space, arch)
+        """Every metric of the row at the highest fidelity, ``test/acc`` included."""
+        return self.lookup(space, arch, self.fidelities[-1] if self.fidelities else None)
