@@ -11,7 +11,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.evaluators.base import EvalResult, Evaluator, EvaluatorConfigError
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn, Strategy, default_score
@@ -39,6 +39,8 @@ def _safe_evaluate(evaluator: Evaluator, space: SearchSpace, arch: Architecture)
     started = time.perf_counter()
     try:
         return evaluator.evaluate(space, arch)
+    except EvaluatorConfigError:  # e.g. a table that does not cover the space: stop, not one bad candidate
+        raise
     except Exception as error:  # an evaluator bug must not end the search
         log.exception("evaluator raised on %s", arch.digest())
         return EvalResult.failed(f"{type(error).__name__}: {error}", duration_s=time.perf_counter() - started)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.evaluators.base import EvalResult, EvaluatorConfigError
 from lightning_nas.evaluators.classifier import RecalibrateBatchNorm
 from lightning_nas.evaluators.train import (
     BN_RECALIBRATION_BATCHES,
@@ -231,6 +231,8 @@ class HyperbandSearch(Strategy):
             started = time.perf_counter()
             try:
                 result, state = evaluator.evaluate_at(space, job.arch, job.epochs, job.resume_from)
+            except EvaluatorConfigError:  # a configuration error stops the search
+                raise
             except Exception as error:  # an evaluator bug must not end the search
                 log.exception("evaluator raised on %s", job.arch.digest())
                 result, state = EvalResult.failed(f"{type(error).__name__}: {error}",

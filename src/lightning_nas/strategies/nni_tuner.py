@@ -37,6 +37,12 @@ ADVISORS = ("hyperband", "bohb")
 MISSING_NNI = "strategy=nni needs the optional extra: pip install 'lightning_nas[nni]'"
 
 
+def _missing(error: ImportError) -> str:
+    """:data:`MISSING_NNI`, naming the module whose import failed (a partial install shows which)."""
+    cause = f"module {error.name!r} is missing" if error.name else str(error)
+    return f"{MISSING_NNI} (importing NNI failed: {cause})"
+
+
 def _tuner_class(name: str) -> tuple[type[Any], dict[str, Any]]:
     """The tuner class an NNI built-in name (or a dotted class path) names, and its built-in arguments."""
     try:
@@ -44,7 +50,7 @@ def _tuner_class(name: str) -> tuple[type[Any], dict[str, Any]]:
             warnings.simplefilter("ignore")
             from nni.tools.package_utils.config_manager import get_algo_meta, get_all_algo_meta
     except ImportError as error:
-        raise ImportError(MISSING_NNI) from error
+        raise ImportError(_missing(error)) from error
     path, builtin_args = name, {}
     if "." not in name:
         meta = get_algo_meta(name)
@@ -62,6 +68,24 @@ def _tuner_class(name: str) -> tuple[type[Any], dict[str, Any]]:
     except AttributeError as error:
         raise ValueError(f"strategy.tuner: no class {attr!r} in {module!r}") from error
     return cls, builtin_args
+
+
+class _KeepRepeats:
+    """Stands in for NNI 3.0's ``Deduplicator``, which answers a repeated suggestion with grid-search
+    order from index 0 (cells whose first edges are all ``none`` on NB-201): repeats reach the strategy,
+    which tells the tuner the known value and asks again, then falls back to a random unseen architecture."""
+
+    def __call__(self, formatted_parameters: Any) -> Any:
+        return formatted_parameters
+
+    def add_history(self, formatted_parameters: Any) -> None:
+        """Nothing to remember: the strategy knows what it has evaluated."""
+
+
+def _disable_dedup(tuner: Any) -> None:
+    """Replace the tuner's NNI ``Deduplicator`` (TPE and Random have one) by :class:`_KeepRepeats`."""
+    if type(getattr(tuner, "dedup", None)).__name__ == "Deduplicator":
+        tuner.dedup = _KeepRepeats()
 
 
 def _no_more_trials(error: Exception) -> bool:
@@ -209,6 +233,7 @@ class NNITunerStrategy(Strategy):
                      for label in self._labels}
         with self._call_seed():
             self.tuner.update_search_space(nni_space)
+        _disable_dedup(self.tuner)
         self._log.append({"op": "space"})
         if self._loaded is not None:
             state, self._loaded = self._loaded, None

@@ -12,7 +12,7 @@ from lightning_nas.arch import Architecture, ChoiceValue
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
-from lightning_nas.strategies.operators import MAX_RETRIES
+from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
 
 __all__ = ["LSTMPolicy", "RLStrategy"]
 
@@ -108,7 +108,8 @@ class RLStrategy(Strategy):
     exponential moving average of rewards (``baseline_decay``), started at the first reward.
     The reward is the score; a failed or non-finite candidate gets ``baseline - failure_penalty``
     (``-failure_penalty`` before any reward), never ``-inf``. Architectures already told are
-    re-sampled (up to ``MAX_RETRIES`` times) so the budget goes to new candidates.
+    re-sampled (up to ``MAX_RETRIES`` times), then replaced by a random unseen one, so the budget
+    goes to new candidates.
 
     All randomness (initial weights, sampling) comes from a ``torch.Generator`` seeded with
     ``seed``, so the search is a deterministic function of the seed and the told results (a
@@ -200,6 +201,8 @@ class RLStrategy(Strategy):
                     if arch not in self._seen:
                         break
                     arch = self._to_arch(space, policy.run(self.generator)[0])
+            if arch in self._seen:  # the policy has collapsed onto told architectures: a random unseen one
+                arch = sample_unseen(space, self.rng, self._seen)
             self._pending = arch
         return self._pending
 
