@@ -208,6 +208,20 @@ class HyperbandConfig:
 
 
 @dataclass
+class BOHBConfig:
+    _target_: str = "lightning_nas.strategies.BOHBSearch"
+    num_samples: int = 50
+    seed: int = II("seed")
+    min_epochs: int = 1
+    max_epochs: int = 9
+    eta: int = 3
+    random_fraction: float = 0.3333333333333333
+    top_fraction: float = 0.15
+    num_candidates: int = 64
+    bandwidth: float = 0.2
+
+
+@dataclass
 class BayesianConfig:
     _target_: str = "lightning_nas.strategies.BayesianStrategy"
     num_samples: int = 50
@@ -462,7 +476,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig,
                      "darts_cell": DartsCellConfig, "nb201": NB201Config, "vit": VitSpaceConfig},
     "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
-                 "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig,
+                 "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig, "bohb": BOHBConfig,
                  "bayesian": BayesianConfig, "darts": DartsConfig, "warm_evolution": WarmEvolutionConfig,
                  "nni": NNITunerConfig, "ensemble": EnsembleConfig},
     "evaluator": {"train": TrainEvaluatorConfig, "tabular": TabularEvaluatorConfig, "proxy": ProxyEvaluatorConfig,

@@ -296,6 +296,13 @@ class TabularEvaluator(Evaluator):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def mean_cost_s(self, fidelity: int | None = None) -> float:
+        """Mean ``train_time_s`` over the rows at ``fidelity`` (default :attr:`fidelity`); 0 without that column."""
+        at = self.fidelity if fidelity is None else fidelity
+        costs = [self._at(row, at).get("train_time_s", math.nan) for row in self.rows.values()]
+        finite = [c for c in costs if math.isfinite(c)]
+        return sum(finite) / len(finite) if finite else 0.0
+
     def _row(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
         key = _canonical(self.key_fn(space, arch))
         row = self.rows.get(key)

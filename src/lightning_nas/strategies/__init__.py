@@ -3,6 +3,7 @@
 from lightning_nas.strategies.accuracy_predictor import AccuracyPredictor
 from lightning_nas.strategies.base import STRATEGIES, ScoreFn, Strategy, default_score, register_strategy
 from lightning_nas.strategies.bayesian import BayesianStrategy
+from lightning_nas.strategies.bohb import BOHBSearch
 from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.ensemble import EnsembleStrategy
 from lightning_nas.strategies.evolution import EvolutionStrategy
@@ -18,6 +19,7 @@ from lightning_nas.strategies.transfer import WarmStartEvolution
 __all__ = [
     "STRATEGIES",
     "AccuracyPredictor",
+    "BOHBSearch",
     "BayesianStrategy",
     "BilevelDataModule",
     "DartsModule",

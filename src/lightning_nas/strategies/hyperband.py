@@ -173,7 +173,12 @@ class HyperbandSearch(Strategy):
                 if arch not in self._promoted[rung]:
                     self._promoted[rung].add(arch)
                     return self._job(arch, rung + 1)
-        return self._job(sample_unseen(self.space, self.rng, self._seen), 0, False)
+        return self._job(self._new_arch(self._seen), 0, False)
+
+    def _new_arch(self, seen: set[Architecture]) -> Architecture:
+        """A new architecture to start at the lowest rung of a bracket: random here (BOHB models it)."""
+        assert self.space is not None
+        return sample_unseen(self.space, self.rng, seen)
 
     def _next_hyperband(self) -> Job:
         s_max = len(self.epochs) - 1
@@ -193,7 +198,7 @@ class HyperbandSearch(Strategy):
         assert self.space is not None
         seen = set(self._seen)
         for _ in range(math.ceil(len(self.epochs) / (s + 1) * self.eta**s)):
-            arch = sample_unseen(self.space, self.rng, seen)
+            arch = self._new_arch(seen)
             seen.add(arch)
             self._queue.append(arch)
         self._stage_rung, self._continuing = len(self.epochs) - 1 - s, False
