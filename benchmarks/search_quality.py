@@ -313,6 +313,7 @@ def run_quality(
             continue
         at_budgets = np.array([[run.at(b) for b in points] for run in runs], dtype=np.float64)
         curves = np.array([[run.at(b) for b in grid] for run in runs], dtype=np.float64)
+        curves[:, np.isnan(curves).any(axis=0)] = math.nan  # the curve starts once every seed has an incumbent
         mean, std = _stats(at_budgets)
         curve_mean, curve_std = _stats(curves)
         results[name] = {"mean": mean, "std": std, "runs": at_budgets.tolist(), "curve_mean": curve_mean,
@@ -332,7 +333,7 @@ def default_strategies(evaluator: TabularEvaluator) -> list[str]:
 
 
 def plot_quality(numbers: Mapping[str, Any], path: str | Path) -> Path:
-    """Anytime curves: mean ± std of the incumbent's test accuracy against cumulative cost (PNG)."""
+    """Anytime curves: mean ± standard error of the incumbent's test accuracy against cumulative cost (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -340,15 +341,18 @@ def plot_quality(numbers: Mapping[str, Any], path: str | Path) -> Path:
 
     grid = np.array(numbers.get("grid", numbers["budgets"]), dtype=np.float64)
     fig, ax = plt.subplots(figsize=(8, 5))
+    colors = [*plt.get_cmap("tab10").colors, "black", "crimson", "darkgoldenrod", "teal"]
     lows: list[float] = []
-    for name, stats in numbers["strategies"].items():
+    for i, (name, stats) in enumerate(numbers["strategies"].items()):
         mean = np.array(stats.get("curve_mean", stats["mean"]), dtype=np.float64)
-        std = np.nan_to_num(np.array(stats.get("curve_std", stats["std"]), dtype=np.float64))
+        sem = np.nan_to_num(np.array(stats.get("curve_std", stats["std"]), dtype=np.float64))
+        sem /= math.sqrt(max(1, len(stats["runs"])))
         shown = np.isfinite(mean)
         if not shown.any():
             continue
-        ax.plot(grid[shown], mean[shown], label=name, linestyle="--" if name == "auto" else "-")
-        ax.fill_between(grid[shown], (mean - std)[shown], (mean + std)[shown], alpha=0.12)
+        color = colors[i % len(colors)]
+        ax.plot(grid[shown], mean[shown], label=name, color=color, linestyle="--" if name == "auto" else "-")
+        ax.fill_between(grid[shown], (mean - sem)[shown], (mean + sem)[shown], color=color, alpha=0.1)
         lows.append(float(np.nanmin(mean[shown][len(mean[shown]) // 3:])))
     optimum = numbers.get("optimum")
     if optimum is not None and math.isfinite(optimum):
@@ -358,7 +362,9 @@ def plot_quality(numbers: Mapping[str, Any], path: str | Path) -> Path:
     if lows and optimum is not None and math.isfinite(optimum):
         ax.set_ylim(min(lows) - 0.002, optimum + 0.002)
     unit = "evaluations" if numbers.get("unit_s") is None else f"full evaluations (1 = {numbers['unit_s']:.0f} s)"
-    ax.set(xlabel=f"cumulative cost, {unit}", ylabel="test accuracy of the incumbent", title="search quality")
+    ax.set(xlabel=f"cumulative cost, {unit}", ylabel="test accuracy of the incumbent (mean ± s.e.)",
+           title=f"search quality over {len(next(iter(numbers['strategies'].values()))['runs'])} seeds"
+           if numbers["strategies"] else "search quality")
     ax.legend(fontsize=8, ncol=2, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_nas.config import register_configs
+from lightning_nas.evaluators.base import EvaluatorConfigError
 from lightning_nas.run import ConfigError, run
 
 __all__ = ["main"]
@@ -20,7 +21,7 @@ register_configs()
 def _app(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, EvaluatorConfigError, FileNotFoundError) as error:  # one line, no traceback
         logging.getLogger("lightning_nas").error("%s", error)
         sys.stderr.write(f"lightning_nas: error: {error}\n")
         sys.exit(2)

@@ -222,6 +222,13 @@ class BOHBConfig:
 
 
 @dataclass
+class AutoConfig:
+    _target_: str = "lightning_nas.strategies.auto.AutoStrategy"
+    num_samples: int = 50
+    seed: int = II("seed")
+
+
+@dataclass
 class BayesianConfig:
     _target_: str = "lightning_nas.strategies.BayesianStrategy"
     num_samples: int = 50
@@ -476,7 +483,8 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig,
                      "darts_cell": DartsCellConfig, "nb201": NB201Config, "vit": VitSpaceConfig},
     "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
-                 "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig, "bohb": BOHBConfig,
+                 "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig,
+                 "bohb": BOHBConfig, "auto": AutoConfig,
                  "bayesian": BayesianConfig, "darts": DartsConfig, "warm_evolution": WarmEvolutionConfig,
                  "nni": NNITunerConfig, "ensemble": EnsembleConfig},
     "evaluator": {"train": TrainEvaluatorConfig, "tabular": TabularEvaluatorConfig, "proxy": ProxyEvaluatorConfig,

@@ -21,6 +21,7 @@ from lightning_nas.callbacks.evolution_controller import pareto_front
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
 from lightning_nas.evaluators.supernet import retrain
+from lightning_nas.evaluators.tabular import TabularEvaluator
 from lightning_nas.executors import LocalExecutor, run_search_parallel
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.targets import HardwareEvaluator
@@ -28,6 +29,7 @@ from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.results.history import History
 from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
 from lightning_nas.search import best_record, notify, run_search
+from lightning_nas.strategies.auto import AutoStrategy
 from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.supernet_search import SupernetSearch
@@ -107,7 +109,10 @@ def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, da
         log.info("retraining the best subnet %s (%s) for %d epochs", arch.digest(), strategy.retrain, epochs)
         source = supernet if strategy.retrain == "finetune" else space
         return retrain(source, arch, datamodule, mode=strategy.retrain, max_epochs=epochs, seed=strategy.seed)
-    log.info("retraining the best architecture %s from scratch for the test report", arch.digest())
+    if isinstance(evaluator, TabularEvaluator):
+        log.info("looking up the test metrics of the best architecture %s in the table", arch.digest())
+    else:
+        log.info("retraining the best architecture %s from scratch for the test report", arch.digest())
     return dict(evaluator.test(space, arch))
 
 
@@ -144,6 +149,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                        num_classes=datamodule.num_classes)
     strategy = build_node(cfg, "strategy", space=space, output_dir=str(output_dir / "darts"))
     evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
+    if isinstance(strategy, AutoStrategy):  # chosen from the space, the budget and the evaluator's cost
+        strategy = strategy.build(space, evaluator)
     if cfg.get("hardware") is not None:
         evaluator = HardwareEvaluator(evaluator, build_node(cfg, "hardware"))
     objective = build_node(cfg, "objective")
@@ -173,7 +180,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         notify(listeners, "on_search_end", history)
     elif isinstance(strategy, HyperbandSearch):  # multi-fidelity: its own driver, rungs continue from checkpoints
         notify(listeners, "on_search_start", space, history)
-        strategy.run(space, TrainMultiFidelity(evaluator, folder=str(output_dir / "checkpoints")), history, objective)
+        fidelity = evaluator if isinstance(evaluator, TabularEvaluator) else TrainMultiFidelity(
+            evaluator, folder=str(output_dir / "checkpoints"))  # a table has its fidelities as columns
+        strategy.run(space, fidelity, history, objective)
         notify(listeners, "on_search_end", history)
     else:
         with build_node(cfg, "executor") as executor:
@@ -218,8 +227,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     logger.log_summary({"test/acc": test_metrics.get("test/acc", float("nan")), "best/score": objective(best.result)})
     logger.finish()
+    source = "looked up in the table" if isinstance(evaluator, TabularEvaluator) else "retrained from scratch"
     table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir,
-                          front)
+                          front, test_source=source)
     table += ("\n" + format_constraints(summary["constraints"])) if summary["constraints"] else ""
     print(table, flush=True)  # the run's result for the person at the terminal
     return summary

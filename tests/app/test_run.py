@@ -203,3 +203,39 @@ def test_transfer_experiment_seeds_from_a_source_run_and_plots(tmp_path) -> None
     assert first["arch"] == json.loads((source / "best" / "arch.json").read_text())
     assert (tmp_path / "target" / "transfer.png").stat().st_size > 0
     assert (tmp_path / "target" / "efficiency.csv").exists()
+
+
+def _table_cfg(tmp_path: Path, *overrides: str):
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[
+            "search_space=nb201", "evaluator=tabular", "evaluator.table=nb201_synthetic", "logger=none",
+            "progress=false", "data.max_train_samples=64", "data.max_val_samples=32", "data.max_test_samples=32",
+            f"output_dir={tmp_path}", *overrides])
+
+
+@pytest.mark.parametrize("strategy", [["strategy=evolution", "strategy.population_size=8", "strategy.num_samples=20"],
+                                      ["strategy=hyperband", "strategy.min_epochs=4", "strategy.max_epochs=200",
+                                       "strategy.num_samples=30"],
+                                      ["strategy=auto", "strategy.num_samples=30"]])
+def test_string_keyed_nb201_table_runs_in_the_app(tmp_path, caplog, capsys, strategy: list[str]) -> None:
+    with caplog.at_level("INFO", logger="lightning_nas"):
+        summary = run(_table_cfg(tmp_path, *strategy))
+    budget = int(strategy[-1].split("=")[1])  # auto: BOHB jobs whose cost is that of `budget` full evaluations
+    assert summary["failed"] == 0 and summary["evaluations"] == (243 if "strategy=auto" in strategy else budget)
+    assert 0.5 < summary["test"]["test/acc"] < 0.96
+    assert "looking up the test metrics" in caplog.text and "from scratch" not in caplog.text + capsys.readouterr().out
+    if "strategy=auto" in strategy:
+        assert "strategy=auto chose bohb" in caplog.text
+
+
+def test_a_table_missing_architectures_stops_with_one_line(tmp_path) -> None:
+    table = tmp_path / "partial.csv"
+    table.write_text("arch,val_acc,test_acc\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,0.1,0.1\n")
+    cmd = [sys.executable, "-m", "lightning_nas", "search_space=nb201", "evaluator=tabular", f"evaluator.table={table}",
+           "strategy=random", "strategy.num_samples=5", "logger=none", "progress=false", "final_training=false",
+           f"output_dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("lightning_nas: error:")]
+    assert len(errors) == 1 and "is not in the table" in errors[0] and "Traceback" not in done.stderr

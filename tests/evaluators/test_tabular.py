@@ -13,6 +13,7 @@ import pytest
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.tabular import (
     ArchitectureNotInTable,
+    FidelityNotInTable,
     TabularEvaluator,
     column_metric,
     register_table_key,
@@ -101,3 +102,70 @@ def test_nb201_strings(tmp_path: Path) -> None:
     evaluator = TabularEvaluator(str(tmp_path / "nb.csv"), key="nb201")
     assert evaluator.evaluate(space, arch).metrics["search/val_acc"] == 0.9
     assert evaluator.test(space, arch)["test/acc"] == 0.8
+
+
+# --- fidelities, shipped table, NB-201 strings ------------------------------------------------------
+def nb201_space() -> SearchSpace:
+    from lightning_nas.spaces.nb201 import NB201Space
+
+    return NB201Space((3, 32, 32), 10)
+
+
+def test_shipped_table_has_fidelities_costs_and_string_keys() -> None:
+    from lightning_nas.spaces.nb201 import nb201_from_string
+
+    space = nb201_space()
+    evaluator = TabularEvaluator("nb201_synthetic")  # a shipped name; key="auto" reads NB-201 strings
+    assert len(evaluator) == space.cardinality == 15625
+    assert evaluator.fidelities == [4, 12, 36, 108, 200] and evaluator.fidelity == 200
+    arch = nb201_from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+                             "nor_conv_3x3~2|")
+    top = evaluator.evaluate(space, arch)
+    row = evaluator.rows[evaluator.key_fn(space, arch)]
+    assert top.metrics["search/val_acc"] == row["val_acc@200"] and top.duration_s == row["train_time_s@200"]
+    assert "test/acc" not in top.metrics and evaluator.test(space, arch)["test/acc"] == row["test_acc@200"]
+    low, state = evaluator.evaluate_at(space, arch, 12)
+    assert low.metrics["search/val_acc"] == row["val_acc@12"] and low.duration_s == row["train_time_s@12"]
+    assert state == 12 and low.metrics["train/epochs_budget"] == 12.0
+    promoted, _ = evaluator.evaluate_at(space, arch, 36, state)  # continuing costs only the difference
+    assert promoted.duration_s == pytest.approx(row["train_time_s@36"] - row["train_time_s@12"])
+    assert TabularEvaluator("nb201_synthetic", fidelity=12).evaluate(space, arch).metrics["search/val_acc"] == \
+        row["val_acc@12"]
+    with pytest.raises(FidelityNotInTable, match=r"no fidelity 9 .*\[4, 12, 36, 108, 200\]"):
+        evaluator.evaluate_at(space, arch, 9)
+    with pytest.raises(ValueError, match=r"evaluator.fidelity 9 is not in the table"):
+        TabularEvaluator("nb201_synthetic", fidelity=9)
+
+
+def test_shipped_table_structure_is_realistic() -> None:
+    """Chance-level dead cells, an NB-201-like top, and rank changes between low and high fidelity."""
+    from scipy.stats import spearmanr
+
+    rows = list(TabularEvaluator("nb201_synthetic").rows.values())
+    test = np.array([r["test_acc@200"] for r in rows])
+    assert 0.94 < test.max() < 0.955 and 0.87 < np.median(test) < 0.91 and (test < 0.15).mean() > 0.01
+    live = [r for r in rows if r["test_acc@200"] > 0.15]
+    rho = {f: spearmanr([r[f"val_acc@{f}"] for r in live], [r["val_acc@200"] for r in live])[0] for f in (4, 12, 36)}
+    assert rho[4] < rho[12] < rho[36] < 1.0 and 0.2 < rho[4] < 0.6 and 0.6 < rho[12] < 0.9
+
+
+def test_string_keyed_gzip_json_table_and_missing_rows(tmp_path: Path) -> None:
+    import gzip
+
+    from lightning_nas.results.history import History
+    from lightning_nas.search import run_search
+    from lightning_nas.spaces.nb201 import nb201_to_string
+    from lightning_nas.strategies import RandomSearch
+
+    space = nb201_space()
+    archs = all_archs(space)[:50]
+    data = {nb201_to_string(a): {"val_acc": i / 100, "test_acc": i / 100} for i, a in enumerate(archs)}
+    with gzip.open(tmp_path / "nb.json.gz", "wt") as handle:
+        json.dump(data, handle)
+    evaluator = TabularEvaluator(str(tmp_path / "nb.json.gz"))
+    assert evaluator.evaluate(space, archs[7]).metrics["search/val_acc"] == 0.07
+    with pytest.raises(ValueError, match=r"evaluator.key must be"):
+        TabularEvaluator(str(tmp_path / "nb.json.gz"), key="nb-201")
+    # a table that does not cover the space stops the search at once, naming the architecture
+    with pytest.raises(ArchitectureNotInTable, match=r"^evaluator.table: architecture .* is not in the table"):
+        run_search(space, RandomSearch(num_samples=20, seed=0), evaluator, History(), progress=False)

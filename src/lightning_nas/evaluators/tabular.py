@@ -282,7 +282,6 @@ class TabularEvaluator(Evaluator):
         self.rows = load_table(table, arch_column)
         if not self.rows:
             raise ValueError(f"evaluator.table {table} has no rows")
-        self.key_fn: KeyFn = key if callable(key) else TABLE_KEYS[detect_key(list(self.rows)) if key == "auto" else key]
         columns = set().union(*(row.keys() for row in self.rows.values()))
         self.fidelities: list[int] = sorted({f for c in columns if (f := split_fidelity(c)[1]) is not None})
         if fidelity is not None and fidelity not in self.fidelities:
@@ -292,6 +291,7 @@ class TabularEvaluator(Evaluator):
         for needed in [metric] + ([f"latency_{device}_ms"] if device else []):
             if needed not in plain:
                 raise ValueError(f"evaluator.table {table} has no column {needed!r}; columns: {sorted(columns)}")
+        self.key_fn: KeyFn = key if callable(key) else TABLE_KEYS[detect_key(list(self.rows)) if key == "auto" else key]
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -47,8 +47,8 @@ def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def summary_table(top: Sequence[Record], space: SearchSpace, best: Record, test: dict[str, float],
-                  output_dir: Path, front: Sequence[Record] = ()) -> str:
-    """The block printed at the end of a run."""
+                  output_dir: Path, front: Sequence[Record] = (), test_source: str = "retrained from scratch") -> str:
+    """The block printed at the end of a run; ``test_source`` says where the test accuracy comes from."""
     header = ["rank", "#", "arch_id", *(title for title, _ in _COLUMNS)]
     rows = [
         [
@@ -70,7 +70,7 @@ def summary_table(top: Sequence[Record], space: SearchSpace, best: Record, test:
     metrics = best.result.metrics
     lines.append("  " + ", ".join(f"{title} {format_metric(key, metrics.get(key))}" for title, key in _COLUMNS))
     if test:
-        lines.append(f"  retrained from scratch: test accuracy {format_metric('test/acc', test.get('test/acc'))}")
+        lines.append(f"  {test_source}: test accuracy {format_metric('test/acc', test.get('test/acc'))}")
     files = [output_dir / "history.jsonl", output_dir / "best" / "arch.json", output_dir / "summary.json"]
     lines.append("Files: " + ", ".join(map(str, files)))
     return "\n".join(lines)
