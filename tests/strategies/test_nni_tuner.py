@@ -72,6 +72,18 @@ def test_missing_nni_names_the_extra(monkeypatch: pytest.MonkeyPatch, wide_space
     assert "lightning_nas[nni]" in MISSING_NNI
 
 
+def test_partial_nni_install_names_the_missing_module(monkeypatch: pytest.MonkeyPatch, wide_space: SearchSpace) -> None:
+    def broken(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("nni"):
+            raise ModuleNotFoundError("No module named 'json_tricks'", name="json_tricks")
+        return real_import(name, *args, **kwargs)
+
+    real_import = __builtins__["__import__"] if isinstance(__builtins__, dict) else __builtins__.__import__
+    monkeypatch.setattr("builtins.__import__", broken)
+    with pytest.raises(ImportError, match=r"lightning_nas\[nni\]'.*module 'json_tricks' is missing"):
+        NNITunerStrategy().setup(wide_space)
+
+
 @needs_nni
 def test_unknown_tuner_names_the_key(wide_space: SearchSpace) -> None:
     with pytest.raises(ValueError, match=r"strategy.tuner: 'Tpee' is not an NNI in-process tuner.*TPE"):
@@ -105,9 +117,11 @@ def test_tpe_learns_and_failures_report_a_bad_value(wide_space: SearchSpace) -> 
     archs = [r.arch for r in history]
     assert len(set(archs)) == 40
     assert max(quality(a) for a in archs[10:]) > max(quality(a) for a in archs[:10])
-    told = [c for c in strategy.state_dict()["calls"] if c["op"] == "receive"]
-    failed = [c["value"] for c, r in zip(told, history, strict=True) if not r.result.ok]
+    calls = strategy.state_dict()["calls"]
+    told = {tuple(sorted(c["params"].items())): c["value"] for c in calls if c["op"] == "receive"}
+    failed = [told[tuple(sorted(strategy._encode(r.arch).items()))] for r in history if not r.result.ok]
     assert failed and all(math.isfinite(v) and v < 0 for v in failed)
+    assert sum(c["op"] == "receive" for c in calls) >= len(history)  # a repeated suggestion is told its known value
 
 
 @needs_nni
