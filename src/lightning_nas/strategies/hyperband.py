@@ -10,6 +10,8 @@ deterministic function of the seed and the told results, so a resumed run replay
 :class:`TrainMultiFidelity` wraps a :class:`TrainEvaluator`: each promotion continues the
 candidate's Lightning checkpoint (weights, optimizer, scheduler and epoch counter) instead of
 training from scratch; the cosine learning-rate schedule is re-spanned over the new epoch target.
+A :class:`~lightning_nas.evaluators.tabular.TabularEvaluator` whose table has ``<column>@<epochs>``
+columns is a multi-fidelity evaluator too (rungs must be its fidelities).
 """
 
 from __future__ import annotations
