@@ -319,6 +319,7 @@ class TrainEvaluatorConfig:
     seed: int = II("seed")
     accelerator: str = II("trainer.accelerator")
     deterministic: bool = II("trainer.deterministic")
+    final_progress: bool = II("progress")
 
 
 @dataclass
@@ -394,6 +395,7 @@ class ExportConfig:
     quantize: bool = False
     deploy: bool = True
     codegen: bool = True
+    untrained: bool = False  # also export architectures without trained weights (their files say so)
 
 
 # --- hardware -----------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
-from lightning_nas.callbacks.evolution_controller import pareto_front
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
 from lightning_nas.evaluators.supernet import retrain
@@ -25,7 +24,9 @@ from lightning_nas.evaluators.tabular import TabularEvaluator
 from lightning_nas.executors import LocalExecutor, run_search_parallel
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.targets import HardwareEvaluator
+from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
+from lightning_nas.results.final_model import load_final_weights, save_final_model
 from lightning_nas.results.history import History
 from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
 from lightning_nas.search import best_record, notify, run_search
@@ -101,37 +102,57 @@ def _run_darts(module: DartsModule, space: Any, datamodule: Any, evaluator: Any,
     history.append(arch, evaluator.evaluate(space, arch), source="darts")
 
 
-def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, datamodule: Any,
-                    arch: Architecture) -> dict[str, float]:
-    """Retrain the chosen architecture (from scratch, or fine-tuned from the supernet) and test it once."""
+def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, datamodule: Any, arch: Architecture,
+                    progress: bool) -> tuple[dict[str, float], Any]:
+    """Retrain the chosen architecture (from scratch, or fine-tuned from the supernet) and test it once.
+
+    Returns the test metrics and the trained network (``None`` when the evaluator trains none, e.g. tabular).
+    """
     if isinstance(strategy, SupernetSearch):
         epochs = strategy.retrain_epochs or int(getattr(evaluator, "final_max_epochs", 10))
         log.info("retraining the best subnet %s (%s) for %d epochs", arch.digest(), strategy.retrain, epochs)
         source = supernet if strategy.retrain == "finetune" else space
-        return retrain(source, arch, datamodule, mode=strategy.retrain, max_epochs=epochs, seed=strategy.seed)
+        models: dict[Architecture, Any] = {}
+        metrics = retrain(source, arch, datamodule, mode=strategy.retrain, max_epochs=epochs, seed=strategy.seed,
+                          models=models, final_progress=progress)
+        return metrics, models.get(arch)
     if isinstance(evaluator, TabularEvaluator):
         log.info("looking up the test metrics of the best architecture %s in the table", arch.digest())
     else:
         log.info("retraining the best architecture %s from scratch for the test report", arch.digest())
-    return dict(evaluator.test(space, arch))
+    metrics = dict(evaluator.test(space, arch))
+    return metrics, getattr(evaluator, "trained_models", {}).get(arch)
 
 
 def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, objective: Any, evaluator: Any,
                 output_dir: Path) -> list[dict[str, Any]]:
-    """Deploy and code packages for the ``export.top_k`` best architectures (trained weights where available)."""
+    """Deploy and code packages for the ``export.top_k`` best architectures, each with its trained weights.
+
+    An architecture without trained weights (only the final model is trained) is skipped unless
+    ``export.untrained`` is set; its packages then say that they hold an untrained network.
+    """
     data = DataInfo.from_datamodule(datamodule)
-    trained: dict[Architecture, Any] = getattr(evaluator, "trained_models", {})
+    trained: dict[Architecture, Any] = dict(getattr(evaluator, "trained_models", {}))
     exported = []
     for rank, record in enumerate(top_records(history, objective, int(cfg.export.top_k)), start=1):
+        state = load_final_weights(output_dir / "best", record.arch)
         model = trained.get(record.arch)
         if model is None:
             model = space.build(record.arch)
+            if state is not None:
+                model.load_state_dict(state)
+        is_trained = state is not None or record.arch in trained
+        if not is_trained and not cfg.export.get("untrained", False):
+            log.warning("not exporting rank %d (%s): it has no trained weights (only the final model is trained); "
+                        "export.untrained=true exports it untrained", rank, record.arch.digest())
+            continue
         target = output_dir / "export" / f"rank{rank}_{record.arch.digest()}"
         log.info("exporting architecture %s to %s", record.arch.digest(), target)
-        outcome = package_architecture(model, record.arch, target, data, trained=record.arch in trained,
+        outcome = package_architecture(model, record.arch, target, data, trained=is_trained,
                                        quantize=bool(cfg.export.quantize), deploy=bool(cfg.export.deploy),
                                        codegen=bool(cfg.export.codegen))
-        exported.append({"rank": rank, "arch_id": record.arch.digest(), **outcome.to_dict()})
+        exported.append({"rank": rank, "arch_id": record.arch.digest(), "trained_weights": is_trained,
+                         **outcome.to_dict()})
     return exported
 
 
@@ -199,10 +220,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     test_metrics: dict[str, float] = {}
     final_cpu_started = time.process_time()
     if cfg.final_training:
-        test_metrics = _final_training(strategy, supernet, evaluator, space, datamodule, best.arch)
+        test_metrics, final_model = _final_training(strategy, supernet, evaluator, space, datamodule, best.arch,
+                                                    bool(cfg.progress))
+        if final_model is not None:
+            save_final_model(final_model, best.arch, output_dir / "best", test_metrics)
     final_seconds = time.perf_counter() - started - search_seconds
     final_cpu_seconds = time.process_time() - final_cpu_started
-    front = pareto_front(history.records)
+    front = front_records(history.records, objective)
     summary = {
         "name": cfg.name,
         "output_dir": str(output_dir),
@@ -210,6 +234,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                  "score": objective(best.result), "metrics": best.result.metrics},
         "test": test_metrics,
         "front": [{"index": r.index, "arch_id": r.arch.digest(), **r.result.metrics} for r in front],
+        "front_objectives": [{"metric": key, "direction": way} for key, way in front_objectives(objective)],
         "constraints": constraint_report(history, getattr(objective, "constraints", []), best),
         "evaluations": len(history),
         "failed": sum(not r.result.ok for r in history),
@@ -229,7 +254,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     logger.finish()
     source = "looked up in the table" if isinstance(evaluator, TabularEvaluator) else "retrained from scratch"
     table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir,
-                          front, test_source=source)
+                          front, test_source=source, score=objective)
     table += ("\n" + format_constraints(summary["constraints"])) if summary["constraints"] else ""
     print(table, flush=True)  # the run's result for the person at the terminal
     return summary

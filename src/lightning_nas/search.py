@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult, Evaluator, EvaluatorConfigError
+from lightning_nas.objectives.front import rank_records
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn, Strategy, default_score
@@ -122,8 +123,8 @@ def run_search(
 
 
 def best_record(history: History, score: ScoreFn = default_score) -> Record:
-    """The record with the highest finite score; ``RuntimeError`` if every candidate failed."""
-    scored = [(score(r.result), r.index, r) for r in history if math.isfinite(score(r.result))]
-    if not scored:
+    """The record with the highest finite score (ties: see :func:`rank_records`); ``RuntimeError`` if none."""
+    ranked = rank_records(history, score)
+    if not ranked:
         raise RuntimeError(f"no successful candidate among {len(history)} evaluations")
-    return max(scored, key=lambda item: (item[0], -item[1]))[2]
+    return ranked[0]

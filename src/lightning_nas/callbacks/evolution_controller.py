@@ -26,6 +26,7 @@ from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.evaluators.supernet import SupernetEvaluator
 from lightning_nas.nn import decisions, has_choices
+from lightning_nas.objectives.front import front_records
 from lightning_nas.objectives.score import Objective, metric_key
 from lightning_nas.results.history import History, Record
 from lightning_nas.search import best_record, run_search
@@ -69,22 +70,13 @@ def pareto_front(
 ) -> list[Record]:
     """The successful records no other successful record dominates, best accuracy first.
 
+    The same front as :func:`lightning_nas.objectives.front.front_records` over ``metrics``.
+
     Args:
         records: evaluated candidates.
         metrics: ``(metric, maximise)`` pairs; a metric some record lacks (or has non-finite) is ignored.
     """
-    ok = [r for r in records if r.result.ok]
-    used = [(name, up) for name, up in metrics
-            if ok and all(math.isfinite(r.result.metrics.get(name, math.nan)) for r in ok)]
-    if not used:
-        return []
-    points = [tuple(r.result.metrics[n] if up else -r.result.metrics[n] for n, up in used) for r in ok]
-
-    def dominated(p: tuple[float, ...]) -> bool:
-        return any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q in points)
-
-    front = [r for r, p in zip(ok, points, strict=True) if not dominated(p)]
-    return sorted(front, key=lambda r: (-r.result.metrics[used[0][0]], r.index))
+    return front_records(records, objectives=[(name, "max" if up else "min") for name, up in metrics])
 
 
 def _as_score(objective: Objective | ScoreFn | Mapping[str, float] | None) -> ScoreFn:
@@ -284,7 +276,7 @@ class SearchController(Callback):
     def _set_history(self, records: list[Record]) -> None:
         self.history = History()
         self.history.records = records
-        self.front = pareto_front(records)
+        self.front = front_records(records, self.score)
         try:
             best = best_record(self.history, self.score)
         except RuntimeError:

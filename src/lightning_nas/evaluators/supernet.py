@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import lightning as L
@@ -228,6 +228,7 @@ def retrain(
     max_epochs: int = 10,
     lr: float | None = None,
     seed: int = 0,
+    models: MutableMapping[Architecture, nn.Module] | None = None,
     **evaluator_kwargs: Any,
 ) -> dict[str, float]:
     """Final stage: train ``arch`` stand-alone and report ``test/acc`` (and val/train/model metrics).
@@ -245,6 +246,7 @@ def retrain(
         max_epochs: training epochs.
         lr: peak learning rate (None: 3e-3 from scratch, 1e-3 to fine-tune).
         seed: base seed of initialisation and training.
+        models: filled with ``arch`` -> the retrained network (like ``TrainEvaluator.trained_models``).
         evaluator_kwargs: further :class:`TrainEvaluator` options (``optimizer``, ``accelerator``...).
 
     Example:
@@ -263,6 +265,8 @@ def retrain(
     metrics.update(module.fit_metrics)
     metrics.update(evaluator.validate_model(module))
     metrics.update(evaluator.test_model(module))
+    if models is not None:
+        models[arch] = module.model
     log.info("retrained %s (%s): test/acc=%.4f", arch.digest(), mode, metrics.get("test/acc", float("nan")))
     return metrics
 

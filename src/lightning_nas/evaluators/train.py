@@ -133,6 +133,8 @@ class TrainEvaluator(Evaluator):
         accelerator: Lightning accelerator for training (``"cpu"``, ``"gpu"``, ``"auto"``...);
             hardware metrics are measured on the CPU.
         deterministic: use deterministic algorithms (warn-only) while training.
+        final_progress: show a progress bar (epochs, batches, loss) during the final retraining in
+            :meth:`test`; the search's short fits never show one.
 
     Example:
         >>> evaluator = TrainEvaluator(datamodule, max_epochs=1)  # doctest: +SKIP
@@ -159,6 +161,7 @@ class TrainEvaluator(Evaluator):
         seed: int = 0,
         accelerator: str = "cpu",
         deterministic: bool = True,
+        final_progress: bool = False,
     ) -> None:
         validate_recipe("evaluator.", max_epochs=max_epochs, max_steps=max_steps,
                         limit_train_batches=limit_train_batches, optimizer=optimizer, lr=lr,
@@ -185,6 +188,7 @@ class TrainEvaluator(Evaluator):
         """The networks :meth:`test` trained, by architecture (the app exports them)."""
         self.latency_repeats, self.latency_threads = latency_repeats, latency_threads
         self.seed, self.accelerator, self.deterministic = seed, accelerator, bool(deterministic)
+        self.final_progress = bool(final_progress)
         self._stages: set[str] = set()
 
     # --- the Evaluator interface --------------------------------------------------------------
@@ -217,7 +221,8 @@ class TrainEvaluator(Evaluator):
         model = self.build(space, arch)
         self._profile_into(metrics, model, space)
         module = self.fit_model(model, self.final_max_epochs, num_classes=space.num_classes,
-                                seed=self._seed(arch, "train"), limit_train_batches=self.final_limit_train_batches)
+                                seed=self._seed(arch, "train"), limit_train_batches=self.final_limit_train_batches,
+                                progress=self.final_progress)
         metrics.update(module.fit_metrics)
         metrics.update(self.validate_model(module))
         metrics.update(self.test_model(module))
@@ -233,7 +238,7 @@ class TrainEvaluator(Evaluator):
 
     def fit_model(
         self, model: nn.Module, max_epochs: int | None = None, *, num_classes: int | None = None,
-        seed: int | None = None, limit_train_batches: float | None = None,
+        seed: int | None = None, limit_train_batches: float | None = None, progress: bool = False,
     ) -> ClassificationModule:
         """Train ``model`` (in place) on the training split with this evaluator's recipe.
 
@@ -243,6 +248,7 @@ class TrainEvaluator(Evaluator):
             num_classes: logits count (``None``: the datamodule's ``num_classes``).
             seed: seed of the training run (``None``: the evaluator's ``seed``).
             limit_train_batches: batches per epoch (``None``: the evaluator's ``limit_train_batches``).
+            progress: show Lightning's progress bar.
 
         Returns:
             The trained module (BatchNorm statistics recalibrated); its ``fit_metrics`` hold
@@ -253,7 +259,7 @@ class TrainEvaluator(Evaluator):
         validate_recipe("fit_model: ", max_epochs=epochs, limit_train_batches=limit)
         module = self._wrap(model, num_classes)
         self._setup("fit")
-        trainer = self._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)], limit)
+        trainer = self._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)], limit, progress)
         with seeded(self.seed if seed is None else seed, self.deterministic), _quiet_lightning():
             trainer.fit(module, train_dataloaders=self.datamodule.train_dataloader())
         return module
@@ -310,14 +316,14 @@ class TrainEvaluator(Evaluator):
         return ClassificationModule(model, int(classes), **self.recipe)
 
     def _trainer(self, max_epochs: int, callbacks: list[L.Callback] | None = None,
-                 limit_train_batches: float | None = None) -> L.Trainer:
+                 limit_train_batches: float | None = None, progress: bool = False) -> L.Trainer:
         with _quiet_lightning():
             return L.Trainer(
                 callbacks=callbacks,
                 accelerator=self.accelerator, devices=1, max_epochs=max_epochs, max_steps=self.max_steps,
                 limit_train_batches=self.limit_train_batches if limit_train_batches is None else limit_train_batches,
                 logger=False, enable_checkpointing=False,
-                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
             )
 
     def _score(self, model: nn.Module, num_classes: int | None, stage: str) -> dict[str, float]:

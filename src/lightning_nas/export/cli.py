@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lightning_nas.arch import Architecture
 from lightning_nas.config import register_configs
 from lightning_nas.export.package import DataInfo, package_architecture
+from lightning_nas.results.final_model import final_model_path
 from lightning_nas.run import ConfigError, build_node
 
 __all__ = ["ExportAppConfig", "export_from_config", "find_run", "main", "run_weights"]
@@ -41,7 +42,9 @@ class ExportAppConfig:
     """Settings of the export app (data and search_space are the usual groups).
 
     ``arch``: architecture JSON; ``run``: a search run's folder (its ``best/arch.json`` when ``arch``
-    is not given); ``weights``: a state_dict file (default: the run's trained weights, if any).
+    is not given); ``weights``: a state_dict file (default: the run's trained weights: its final model
+    ``best/model.pt``, else an exported package's). Without weights the export stops unless ``untrained=true``
+    (every file written then says the network is untrained).
     """
 
     data: Any = None
@@ -49,6 +52,7 @@ class ExportAppConfig:
     arch: str | None = None
     run: str | None = None
     weights: str | None = None
+    untrained: bool = False
     output_dir: str = "exported/${now:%Y-%m-%d_%H-%M-%S}"
     quantize: bool = False
     deploy: bool = True
@@ -78,7 +82,10 @@ def find_run(arch: Path) -> Path | None:
 
 
 def run_weights(run: Path, arch: Architecture) -> Path | None:
-    """Trained weights of ``arch`` the run exported (``export/rank*_<digest>/code/weights.pt``), if any."""
+    """Trained weights of ``arch`` in the run: its final model (``best/model.pt``), else an exported package's."""
+    final = final_model_path(run / "best", arch)
+    if final is not None:
+        return final
     for package in sorted((run / "export").glob(f"rank*_{arch.digest()}/package.json")):
         weights = package.parent / "code" / "weights.pt"
         if json.loads(package.read_text()).get("trained_weights") and weights.is_file():
@@ -157,6 +164,10 @@ def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[s
     weights = Path(str(cfg.weights)) if cfg.get("weights") else (run_weights(run, arch) if run else None)
     if weights is not None and not weights.is_file():
         raise ConfigError(f"weights: no weights file at {weights}")
+    if weights is None and not cfg.get("untrained", False):
+        raise ConfigError(f"weights: no trained weights for {arch.digest()} (the run saves best/model.pt after its "
+                          "final training); pass weights=<state_dict file>, or untrained=true to export an "
+                          "untrained network")
     with torch.random.fork_rng():
         torch.manual_seed(int(cfg.seed))
         model = space.build(arch)

@@ -132,6 +132,7 @@ def generate_package(
     model_name: str = "SearchedNet",
     state_dict: Mapping[str, torch.Tensor] | None = None,
     verify: bool = True,
+    trained: bool = True,
 ) -> Path:
     """Write a standalone package for a frozen network and return its folder.
 
@@ -147,6 +148,7 @@ def generate_package(
         model_name: name of the generated network class; must be a Python identifier.
         state_dict: weights to save as ``weights.pt`` (a stale ``weights.pt`` is removed when None).
         verify: import the written ``model.py`` and check it reproduces ``model`` on a random input.
+        trained: whether ``state_dict`` holds trained weights; ``README.md`` warns when it does not.
 
     Raises:
         ValueError: a bad argument (e.g. ``model_name`` that is not an identifier).
@@ -160,7 +162,7 @@ def generate_package(
     write_scripts(out)
     for name, text in requirements().items():
         (out / name).write_text(text, encoding="utf-8")
-    (out / "README.md").write_text(readme(info, state_dict is not None), encoding="utf-8")
+    (out / "README.md").write_text(readme(info, state_dict is not None, trained), encoding="utf-8")
     (out / "arch.json").write_text(json.dumps(info.arch, indent=2) + "\n", encoding="utf-8")
     weights = out / "weights.pt"
     if state_dict is not None:

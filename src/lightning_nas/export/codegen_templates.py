@@ -279,12 +279,17 @@ def _pinned(package: str) -> str:
         return package
 
 
-def readme(info: PackageInfo, has_weights: bool) -> str:
+def readme(info: PackageInfo, has_weights: bool, trained: bool = True) -> str:
     """README.md: what the package is, the architecture, and how to train, infer and deploy."""
     arch_json = json.dumps(info.arch, indent=2, ensure_ascii=True)
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", arch_json)), default=0))
-    weights = ("`weights.pt` holds the trained weights." if has_weights
-               else "No weights are included: train first (`python train.py`).")
+    if has_weights and not trained:
+        weights = ("**UNTRAINED**: `weights.pt` holds a random initialisation, not trained weights, so "
+                   "`inference.py` answers at chance. Train first (`python train.py`).")
+    elif has_weights:
+        weights = "`weights.pt` holds the trained weights."
+    else:
+        weights = "No weights are included: train first (`python train.py`)."
     shape = " x ".join(str(s) for s in info.input_shape)
     return f"""# {info.model_name}
 

@@ -15,9 +15,12 @@ from lightning_nas.data import DATAMODULES
 from lightning_nas.export.codegen import generate_package
 from lightning_nas.export.deploy import write_deploy_package
 
-__all__ = ["DataInfo", "PackageOutcome", "package_architecture"]
+__all__ = ["UNTRAINED_NOTE", "DataInfo", "PackageOutcome", "package_architecture"]
 
 log = logging.getLogger(__name__)
+
+UNTRAINED_NOTE = ("UNTRAINED: these weights are a random initialisation (exported with untrained=true); "
+                  "its predictions are meaningless until it is trained")
 
 
 @dataclass(frozen=True)
@@ -88,10 +91,24 @@ def package_architecture(model: nn.Module, arch: Mapping[str, Any], out_dir: str
         try:
             outcome.code_dir = generate_package(model, arch_json, out / "code", data.input_shape,
                                                 len(data.class_names), data=data.name, class_names=data.class_names,
-                                                mean=data.mean, std=data.std, state_dict=model.state_dict())
+                                                mean=data.mean, std=data.std, state_dict=model.state_dict(),
+                                                trained=trained)
         except Exception as error:
             outcome.errors["code"] = f"{type(error).__name__}: {error}"
             log.warning("code package for %s failed: %s", out.name, outcome.errors["code"])
-    info = {"arch": arch_json, "trained_weights": trained, **outcome.to_dict()}
+    info: dict[str, Any] = {"arch": arch_json, "trained_weights": trained, **outcome.to_dict()}
+    if not trained:
+        info["warning"] = UNTRAINED_NOTE
+        _mark_untrained(outcome)
     (out / "package.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return outcome
+
+
+def _mark_untrained(outcome: PackageOutcome) -> None:
+    """Say in the deploy manifest that the network is untrained (``code/README.md`` says so itself)."""
+    manifest = (outcome.deploy_dir / "manifest.json") if outcome.deploy_dir is not None else None
+    if manifest is not None and manifest.is_file():
+        loaded = json.loads(manifest.read_text())
+        if isinstance(loaded, dict):
+            loaded.update({"trained_weights": False, "warning": UNTRAINED_NOTE})
+            manifest.write_text(json.dumps(loaded, indent=2, sort_keys=True) + "\n")

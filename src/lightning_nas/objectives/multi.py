@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -11,8 +12,8 @@ from numpy.typing import NDArray
 
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.objectives.constraints import Constraint, parse_constraints, total_violation
+from lightning_nas.objectives.front import front_records
 from lightning_nas.objectives.pareto import hypervolume as pareto_hypervolume
-from lightning_nas.objectives.pareto import pareto_front
 from lightning_nas.objectives.score import METRIC_SCALES, metric_key
 
 __all__ = ["FEASIBLE_FLOOR", "INFEASIBLE_SCORE", "MultiObjective"]
@@ -32,6 +33,14 @@ def _result_of(record: object) -> EvalResult:
     if not isinstance(result, EvalResult):
         raise TypeError(f"expected a history record or an EvalResult, got {type(record).__name__}")
     return result
+
+
+@dataclass(frozen=True)
+class _Indexed:
+    """A result with a position, as :func:`front_records` reads records."""
+
+    index: int
+    result: EvalResult
 
 
 def _is_number(value: object) -> bool:
@@ -165,8 +174,9 @@ class MultiObjective:
         Args:
             records: history records (anything with ``.result``) or :class:`EvalResult` objects.
         """
-        kept, points = self._feasible_points(records)
-        return [kept[int(i)] for i in pareto_front(points, self.directions)] if kept else []
+        items = list(records)
+        chosen = {r.index for r in front_records([_Indexed(i, _result_of(r)) for i, r in enumerate(items)], self)}
+        return [r for i, r in enumerate(items) if i in chosen]
 
     def reference(self, records: Iterable[Any] = ()) -> NDArray[np.float64]:
         """The hypervolume reference point (see the class docstring for the defaults).

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_nas.objectives.constraints import Constraint
+from lightning_nas.objectives.front import describe_objectives, front_objectives, rank_records, score_label
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import ScoreFn
@@ -24,9 +25,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def top_records(history: History, score: ScoreFn, k: int) -> list[Record]:
-    """The ``k`` best successful records, best first."""
-    ranked = sorted((r for r in history if math.isfinite(score(r.result))), key=lambda r: (-score(r.result), r.index))
-    return ranked[:k]
+    """The ``k`` best successful records, best first (the order of :func:`rank_records`)."""
+    return rank_records(history, score)[:k]
 
 
 def format_metric(name: str, value: float | None) -> str:
@@ -46,32 +46,47 @@ def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [line, "-" * len(line)] + ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
 
 
+def _rows(records: Sequence[Record], score: ScoreFn | None) -> list[list[str]]:
+    return [[str(rank), str(r.index), r.arch.digest(),
+             *([f"{score(r.result):.4g}"] if score is not None else []),
+             *(format_metric(key, r.result.metrics.get(key)) for _, key in _COLUMNS)]
+            for rank, r in enumerate(records, start=1)]
+
+
 def summary_table(top: Sequence[Record], space: SearchSpace, best: Record, test: dict[str, float],
-                  output_dir: Path, front: Sequence[Record] = (), test_source: str = "retrained from scratch") -> str:
-    """The block printed at the end of a run; ``test_source`` says where the test accuracy comes from."""
-    header = ["rank", "#", "arch_id", *(title for title, _ in _COLUMNS)]
-    rows = [
-        [
-            str(rank),
-            str(r.index),
-            r.arch.digest(),
-            *(format_metric(key, r.result.metrics.get(key)) for _, key in _COLUMNS),
-        ]
-        for rank, r in enumerate(top, start=1)
-    ]
-    lines = ["", f"Top {len(top)} architectures", *_render(header, rows), ""]
+                  output_dir: Path, front: Sequence[Record] = (), test_source: str = "retrained from scratch",
+                  score: ScoreFn | None = None, objective: object = None) -> str:
+    """The block printed at the end of a run.
+
+    Args:
+        top: the ranked records (:func:`top_records`), best first.
+        space: the search space (describes the best architecture).
+        best: the chosen record.
+        test: the final training's metrics.
+        output_dir: the run folder (its files are listed).
+        front: the Pareto front (:func:`~lightning_nas.objectives.front.front_records`).
+        test_source: where the test accuracy comes from (e.g. ``"retrained from scratch"``).
+        score: the search's score, shown as a column when given.
+        objective: what the front is over (named in its title); default: ``score``.
+    """
+    objective = score if objective is None else objective
+    label = score_label(score) if score is not None else "score"
+    header = ["rank", "#", "arch_id", *(["score"] if score is not None else []), *(t for t, _ in _COLUMNS)]
+    order = (f"ordered by score ({label}), best first; equal scores: dominating first, then fewer params, "
+             "lower latency")
+    lines = ["", f"Top {len(top)} architectures, {order}", *_render(header, _rows(top, score)), ""]
     if front:
-        front_rows = [[str(i), str(r.index), r.arch.digest(),
-                       *(format_metric(key, r.result.metrics.get(key)) for _, key in _COLUMNS)]
-                      for i, r in enumerate(front, start=1)]
-        lines += [f"Pareto front: {len(front)} architectures (accuracy vs parameters and latency)",
-                  *_render(header, front_rows), ""]
-    lines.append(f"Best architecture ({best.arch.digest()}): {space.describe(best.arch)}")
+        named = describe_objectives(front_objectives(objective))
+        lines += [f"Pareto front: {len(front)} architectures over {named} (feasible, non-dominated)",
+                  *_render(header, _rows(front, score)), ""]
+    lines.append(f"Best architecture (#{best.index}, {best.arch.digest()}): {space.describe(best.arch)}")
     metrics = best.result.metrics
     lines.append("  " + ", ".join(f"{title} {format_metric(key, metrics.get(key))}" for title, key in _COLUMNS))
     if test:
         lines.append(f"  {test_source}: test accuracy {format_metric('test/acc', test.get('test/acc'))}")
     files = [output_dir / "history.jsonl", output_dir / "best" / "arch.json", output_dir / "summary.json"]
+    if (output_dir / "best" / "model.pt").is_file():
+        files.insert(2, output_dir / "best" / "model.pt")
     lines.append("Files: " + ", ".join(map(str, files)))
     return "\n".join(lines)
 
