@@ -184,7 +184,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     budgets = {c.key: c.bound for c in getattr(objective, "constraints", []) if c.kind == "max"}
     listeners.append(RobustnessReport(output_dir))
     listeners.append(EfficiencyReport(output_dir, max_params=budgets.get("model/params"),
-                                      max_latency_ms=budgets.get("hw/latency_ms")))
+                                      max_latency_ms=budgets.get("hw/latency_ms"),
+                                      constraints=getattr(objective, "constraints", []), score=objective))
     if isinstance(strategy, WarmStartEvolution):
         listeners.append(TransferReport(output_dir, source=strategy.source, scratch=strategy.scratch,
                                         predictor_fit=lambda: strategy.predictor_fit))

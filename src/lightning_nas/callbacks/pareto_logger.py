@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from lightning_nas.callbacks.wandb_logger import WandbSearchLogger
+from lightning_nas.objectives.front import describe_objectives, front_objectives, rank_records, score_label
 from lightning_nas.objectives.multi import FEASIBLE_FLOOR, MultiObjective
-from lightning_nas.objectives.pareto import correlation_matrix, hypervolume, knee_point, pareto_front, ranks
+from lightning_nas.objectives.pareto import correlation_matrix, hypervolume, ranks
 from lightning_nas.objectives.score import METRIC_ALIASES, metric_key
 from lightning_nas.results.history import History, Record
 from lightning_nas.results.plots import correlation_plot, pareto3d_plot, pareto_plot, progress_plot
@@ -150,15 +151,17 @@ class ParetoFrontLogger:
         if not _is_rank_zero():
             return {}
         paths = self._write_front(records)
+        chosen = self._chosen(records)
         if len(self.hypervolumes) == len(records) and records:
             paths["progress"] = progress_plot(np.arange(1, len(records) + 1), self.best_scores, self.hypervolumes,
-                                              self.output_dir / "progress.png")
+                                              self.output_dir / "progress.png", score_label=score_label(self.objective),
+                                              chosen=None if chosen is None else chosen + 1)
         table = self._metric_table(records, (metric_key("accuracy"), metric_key("latency"), metric_key("memory")))
         if table is not None:
             feasible = np.array([self.objective.feasible(r.result) for r in records])
-            front3 = self._front_mask(table, ("max", "min", "min"), feasible)
             paths["pareto3d"] = pareto3d_plot(table[:, 1], table[:, 2], table[:, 0], self.output_dir / "pareto3d.png",
-                                              front=front3, feasible=feasible)
+                                              front=self._on_front(records), feasible=feasible, chosen=chosen,
+                                              title=f"Pareto front over {self._named()}")
         names, matrix = correlation_matrix(list(records), self._correlation_names(records))
         if len(names) >= 2 and np.isfinite(matrix).any():
             paths["correlation"] = correlation_plot(names, matrix, self.output_dir / "correlation.png")
@@ -171,32 +174,33 @@ class ParetoFrontLogger:
         table = self._metric_table(records, (self.x_key, metric_key("accuracy")))
         if table is not None:
             feasible = np.array([self.objective.feasible(r.result) for r in records])
-            front2 = self._front_mask(table, ("min", "max"), feasible)
-            knee = None
-            if front2.any():
-                members = np.flatnonzero(front2)
-                knee = int(members[knee_point(table[members], ("min", "max"))])
+            two_d = sorted(self.objective.keys) == sorted((self.x_key, metric_key("accuracy")))
             paths["pareto"] = pareto_plot(
-                table[:, 0], table[:, 1], self.output_dir / "pareto.png", front=front2, feasible=feasible, knee=knee,
+                table[:, 0], table[:, 1], self.output_dir / "pareto.png", front=self._on_front(records),
+                feasible=feasible, chosen=self._chosen(records), staircase=two_d,
                 x_label=_LABELS.get(self.x_key, self.x_key), log_x=self.x_key in ("model/macs", "model/params"),
+                title=f"Pareto front over {self._named()}",
             )
         return paths
+
+    def _named(self) -> str:
+        return describe_objectives(front_objectives(self.objective))
+
+    def _on_front(self, records: Sequence[Record]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Mask of ``records`` on the front over all the objective's metrics (the one front of the run)."""
+        members = {id(r) for r in self.objective.front(records)}
+        return np.array([id(r) in members for r in records], dtype=bool)
+
+    def _chosen(self, records: Sequence[Record]) -> int | None:
+        """Position in ``records`` of the chosen model (the run's best, :func:`rank_records`)."""
+        ranked = rank_records(records, self.objective)
+        return next(i for i, r in enumerate(records) if r is ranked[0]) if ranked else None
 
     @staticmethod
     def _metric_table(records: Sequence[Record], keys: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float64]] | None:
         """``(n, len(keys))`` metric values (NaN where missing), or None when no record has them all."""
         table = np.array([[r.result.metrics.get(k, math.nan) for k in keys] for r in records], dtype=np.float64)
         return table if np.isfinite(table).all(axis=1).any() else None
-
-    @staticmethod
-    def _front_mask(table: np.ndarray[Any, np.dtype[np.float64]], directions: Sequence[str],
-                    feasible: np.ndarray[Any, np.dtype[np.bool_]]) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """Non-dominated feasible rows of ``table`` (rows with a NaN never count)."""
-        usable = np.flatnonzero(feasible & np.isfinite(table).all(axis=1))
-        mask = np.zeros(len(table), dtype=bool)
-        if usable.size:
-            mask[usable[pareto_front(table[usable], directions)]] = True
-        return mask
 
     def _correlation_names(self, records: Sequence[Record]) -> list[str]:
         names = list(self.objective.names)

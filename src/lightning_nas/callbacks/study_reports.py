@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_nas.objectives.constraints import Constraint
+from lightning_nas.objectives.front import rank_records
 from lightning_nas.results.history import History, Record
 from lightning_nas.results.robustness_plots import (
     CLEAN,
@@ -185,9 +187,11 @@ class TransferReport(_Report):
 
 
 def efficiency_rows(records: Sequence[Record], max_params: float | None = None,
-                    max_latency_ms: float | None = None) -> list[dict[str, Any]]:
+                    max_latency_ms: float | None = None,
+                    constraints: Sequence[Constraint] = ()) -> list[dict[str, Any]]:
     """One row per successful candidate with ``search/val_acc`` and ``model/params`` (columns
-    :data:`EFFICIENCY_COLUMNS`; blanks where a metric is missing)."""
+    :data:`EFFICIENCY_COLUMNS`; blanks where a metric is missing). ``violates``: over a budget or
+    violating any of ``constraints`` (e.g. ``min_accuracy``)."""
     rows = []
     for r in records:
         acc, params = _value(r, "search/val_acc"), _value(r, "model/params")
@@ -195,7 +199,8 @@ def efficiency_rows(records: Sequence[Record], max_params: float | None = None,
             continue
         macs, latency = _value(r, "model/macs"), _value(r, "hw/latency_ms")
         violates = (max_params is not None and params > max_params) or (
-            max_latency_ms is not None and math.isfinite(latency) and latency > max_latency_ms)
+            max_latency_ms is not None and math.isfinite(latency) and latency > max_latency_ms) or any(
+            c.violation(r.result.metrics) > 0 for c in constraints)
         rows.append({"index": r.index, "arch_id": r.arch.digest(), "val_acc": acc, "params": params,
                      "macs": _cell(macs), "latency_ms": _cell(latency), "memory_mb": _cell(_value(r, "hw/memory_mb")),
                      "acc_per_100k_params": acc / (params / 1e5),
@@ -212,19 +217,23 @@ class EfficiencyReport(_Report):
         output_dir: folder for the files (``None``: the current directory).
         max_params: parameter budget; candidates above it are marked (``None``: no budget).
         max_latency_ms: latency budget in ms; candidates above it are marked (``None``: no budget).
+        constraints: the objective's constraints; a candidate violating any is marked infeasible.
+        score: the search's score; the chosen model (:func:`rank_records`' first) is marked.
     """
 
     def __init__(self, output_dir: str | Path | None = None, max_params: float | None = None,
-                 max_latency_ms: float | None = None) -> None:
+                 max_latency_ms: float | None = None, constraints: Sequence[Constraint] = (),
+                 score: ScoreFn = default_score) -> None:
         super().__init__(output_dir)
         for name, bound in (("max_params", max_params), ("max_latency_ms", max_latency_ms)):
             if bound is not None and not (isinstance(bound, int | float) and bound > 0):
                 raise ValueError(f"{name} must be a positive number or None, got {bound!r}")
         self.max_params, self.max_latency_ms = max_params, max_latency_ms
+        self.constraints, self.score = list(constraints), score
 
     def write(self, records: Sequence[Record]) -> dict[str, Path]:
         """Write both files when a candidate has accuracy and parameters; returns name -> path written."""
-        rows = efficiency_rows(records, self.max_params, self.max_latency_ms)
+        rows = efficiency_rows(records, self.max_params, self.max_latency_ms, self.constraints)
         if not rows:
             return {}
         paths = {"csv": _write_csv(self.output_dir / "efficiency.csv", EFFICIENCY_COLUMNS, rows)}
@@ -235,5 +244,11 @@ class EfficiencyReport(_Report):
         paths["png"] = efficiency_plot(column("val_acc"), column("params"), column("memory_mb"),
                                        column("acc_per_100k_params"), self.output_dir / "efficiency.png",
                                        violates=[row["violates"] for row in rows],
-                                       labels=[f"#{row['index']}" for row in rows])
+                                       labels=[f"#{row['index']}" for row in rows], chosen=self._chosen(records, rows))
         return paths
+
+    def _chosen(self, records: Sequence[Record], rows: Sequence[dict[str, Any]]) -> int | None:
+        """The row of the run's chosen model (the best by :func:`rank_records`), if it has one."""
+        ranked = rank_records(records, self.score)
+        positions = {row["index"]: i for i, row in enumerate(rows)}
+        return positions.get(ranked[0].index) if ranked else None

@@ -16,11 +16,12 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["correlation_plot", "pareto3d_plot", "pareto_plot", "progress_plot"]
 
-_GREY, _FRONT, _INFEASIBLE, _KNEE = "#9e9e9e", "#d62728", "#ff7f0e", "#1f77b4"
+_GREY, _FRONT, _INFEASIBLE, _KNEE, _CHOSEN = "#9e9e9e", "#d62728", "#ff7f0e", "#1f77b4", "#ffd700"
 
 
 def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
@@ -62,12 +63,16 @@ def pareto_plot(
     y_label: str = "accuracy",
     title: str = "Pareto front",
     log_x: bool = False,
+    chosen: int | None = None,
+    staircase: bool = True,
 ) -> Path:
     """Accuracy (``y``, higher is better) against a cost (``x``, lower is better).
 
     Feasible candidates are grey dots, infeasible ones orange crosses; the front is highlighted
-    and joined by its attainment staircase; the knee (an index into ``x``) is annotated.
-    Points with a non-finite coordinate are left out.
+    and, with ``staircase`` (a front over exactly these two objectives), joined by its attainment
+    staircase; a front over more objectives is drawn as points only, since members that look
+    dominated here win in another objective. The chosen model and the knee (indices into ``x``)
+    are annotated. Points with a non-finite coordinate are left out.
 
     Args:
         x: cost per candidate.
@@ -80,6 +85,8 @@ def pareto_plot(
         y_label: y axis label.
         title: figure title.
         log_x: logarithmic x axis.
+        chosen: index of the run's chosen model, or ``None``.
+        staircase: join the front by its 2-D attainment staircase.
     """
     xs, ys = _column(x), _column(y)
     if xs.shape != ys.shape:
@@ -91,10 +98,12 @@ def pareto_plot(
     rest, bad, best = shown & ok & ~on_front, shown & ~ok, shown & on_front
     ax.scatter(xs[rest], ys[rest], s=18, c=_GREY, alpha=0.7, label="candidates")
     ax.scatter(xs[bad], ys[bad], s=24, c=_INFEASIBLE, marker="x", label="infeasible")
-    order = np.argsort(xs[best], kind="stable")
-    ax.step(xs[best][order], ys[best][order], where="post", color=_FRONT, linewidth=1.2)
+    if staircase:
+        order = np.argsort(xs[best], kind="stable")
+        ax.step(xs[best][order], ys[best][order], where="post", color=_FRONT, linewidth=1.2)
     ax.scatter(xs[best], ys[best], s=36, c=_FRONT, edgecolors="black", linewidths=0.5, zorder=3,
-               label="Pareto front")
+               label="Pareto front" if staircase else "Pareto front (all objectives)")
+    _mark_chosen(ax, xs, ys, chosen, shown)
     if knee is not None and shown[knee]:
         ax.scatter([xs[knee]], [ys[knee]], s=160, facecolors="none", edgecolors=_KNEE, linewidths=2, zorder=4)
         ax.annotate(f"knee #{knee}", (xs[knee], ys[knee]), xytext=(10, -14), textcoords="offset points",
@@ -107,6 +116,15 @@ def pareto_plot(
     return _save(figure, path)
 
 
+def _mark_chosen(ax: Axes, xs: NDArray[np.float64], ys: NDArray[np.float64], chosen: int | None,
+                 shown: NDArray[np.bool_]) -> None:
+    """A gold star on the chosen model, labelled with its index."""
+    if chosen is None or not shown[chosen]:
+        return
+    ax.scatter([xs[chosen]], [ys[chosen]], s=260, marker="*", c=_CHOSEN, edgecolors="black", linewidths=0.8,
+               zorder=5, label=f"chosen #{chosen}")
+
+
 def pareto3d_plot(
     x: ArrayLike,
     y: ArrayLike,
@@ -117,6 +135,7 @@ def pareto3d_plot(
     feasible: ArrayLike | None = None,
     labels: Sequence[str] = ("latency (ms)", "memory (MB)", "accuracy"),
     title: str = "Pareto front (3 objectives)",
+    chosen: int | None = None,
 ) -> Path:
     """A 3-D scatter of all candidates with the front highlighted.
 
@@ -129,6 +148,7 @@ def pareto3d_plot(
         feasible: mask of the feasible candidates (default: all).
         labels: the three axis labels.
         title: figure title.
+        chosen: index of the run's chosen model (a gold star), or ``None``.
     """
     xs, ys, zs = _column(x), _column(y), _column(z)
     if not xs.shape == ys.shape == zs.shape:
@@ -143,6 +163,9 @@ def pareto3d_plot(
         (shown & on_front, {"c": _FRONT, "s": 40, "edgecolors": "black", "label": "Pareto front"}),
     ):
         ax.scatter(xs[mask], ys[mask], zs[mask], **style)
+    if chosen is not None and shown[chosen]:
+        ax.scatter([xs[chosen]], [ys[chosen]], [zs[chosen]], s=260, marker="*", c=_CHOSEN, edgecolors="black",
+                   label=f"chosen #{chosen}")
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_zlabel(labels[2])
@@ -164,8 +187,13 @@ def progress_plot(
     path: str | Path,
     *,
     title: str = "Search progress",
+    score_label: str = "best score so far",
+    chosen: int | None = None,
 ) -> Path:
     """Best-so-far score (top) and hypervolume (bottom) against the number of evaluations.
+
+    The evaluation axis has integer ticks; ``chosen`` (an evaluation number on that axis) is
+    marked by a dotted line on both panels.
 
     Args:
         evaluations: evaluation counts (x axis).
@@ -173,14 +201,21 @@ def progress_plot(
         hypervolume: hypervolume of the front so far.
         path: the PNG to write.
         title: figure title.
+        score_label: what the score is (e.g. ``"accuracy"`` or the weighted sum).
+        chosen: the evaluation number of the chosen model, or ``None``.
     """
     steps, best, volume = _column(evaluations), _column(best_score), _column(hypervolume)
     if not steps.shape == best.shape == volume.shape:
         raise ValueError("evaluations, best_score and hypervolume need the same length")
     figure = _figure(6.4, 5.6)
     top, bottom = figure.subplots(2, 1, sharex=True)
-    _series(top, steps, best, "best score so far", _KNEE)
+    _series(top, steps, best, f"best so far:\n{score_label}", _KNEE)
     _series(bottom, steps, volume, "hypervolume", _FRONT)
+    if chosen is not None:
+        for ax in (top, bottom):
+            ax.axvline(chosen, color=_CHOSEN, linestyle=":", linewidth=2, label=f"chosen (evaluation {chosen})")
+        top.legend(loc="lower right", fontsize="small")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_xlabel("evaluations")
     figure.suptitle(title)
     return _save(figure, path)

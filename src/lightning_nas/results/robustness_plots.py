@@ -121,7 +121,8 @@ def robustness_plot(records: Sequence[Record], path: str | Path, top_k: int = 8)
 
 
 def _efficiency_scatter(figure: Figure, ax: Axes, acc: NDArray[np.float64], n_params: NDArray[np.float64],
-                        mem: NDArray[np.float64], bad: NDArray[np.bool_]) -> None:
+                        mem: NDArray[np.float64], bad: NDArray[np.bool_], chosen: int | None = None,
+                        chosen_label: str = "") -> None:
     shown = np.isfinite(acc) & np.isfinite(n_params) & (n_params > 0)
     coloured, grey = shown & np.isfinite(mem), shown & ~np.isfinite(mem)
     if grey.any():
@@ -132,7 +133,10 @@ def _efficiency_scatter(figure: Figure, ax: Axes, acc: NDArray[np.float64], n_pa
     if (shown & bad).any():
         ax.scatter(n_params[shown & bad], acc[shown & bad], s=90, facecolors="none", edgecolors=_OVER_BUDGET,
                    linewidths=1.5, label="violates a constraint")
-    if grey.any() or (shown & bad).any():
+    if chosen is not None and shown[chosen]:
+        ax.scatter([n_params[chosen]], [acc[chosen]], s=220, marker="*", c="#ffd700", edgecolors="black",
+                   linewidths=0.8, zorder=5, label=f"chosen model {chosen_label}".rstrip())
+    if grey.any() or (shown & bad).any() or chosen is not None:
         ax.legend(loc="best", fontsize="small")
     ax.set_xscale("log")
     ax.set(xlabel="parameters", ylabel="validation accuracy", title="Accuracy vs parameters")
@@ -149,9 +153,13 @@ def efficiency_plot(
     violates: ArrayLike | None = None,
     labels: Sequence[str] | None = None,
     top_n: int = 15,
+    chosen: int | None = None,
 ) -> Path:
-    """Accuracy against parameters coloured by activation memory (violators circled red), and the
-    ``top_n`` candidates by parameter efficiency (accuracy per 100K parameters) as bars.
+    """Accuracy against parameters coloured by activation memory (violators circled red, the chosen
+    model a gold star), and the ``top_n`` candidates by parameter efficiency (accuracy per 100K
+    parameters) as bars (the chosen model's bar edged black).
+
+    ``chosen`` is a position in the arrays (the run's best), or ``None``.
 
     Points with a non-finite accuracy or parameter count are left out; a missing memory is grey.
     """
@@ -163,14 +171,15 @@ def efficiency_plot(
         raise ValueError("efficiency_plot: every array needs one entry per candidate")
     figure = _figure(12.0, 4.8)
     scatter, bars = figure.subplots(1, 2)
-    _efficiency_scatter(figure, scatter, acc, n_params, mem, bad)
+    _efficiency_scatter(figure, scatter, acc, n_params, mem, bad, chosen, names[chosen] if chosen is not None else "")
     order = [i for i in np.argsort(-np.nan_to_num(eff, nan=-np.inf), kind="stable") if np.isfinite(eff[i])][:top_n]
-    bars.barh(np.arange(len(order)), eff[order], color=[_OVER_BUDGET if bad[i] else _WITHIN_BUDGET for i in order])
+    bars.barh(np.arange(len(order)), eff[order], color=[_OVER_BUDGET if bad[i] else _WITHIN_BUDGET for i in order],
+              edgecolor=["black" if i == chosen else "none" for i in order], linewidth=2)
     if any(bad[i] for i in order):
         bars.legend(handles=[Patch(color=_WITHIN_BUDGET, label="meets every constraint"),
                              Patch(color=_OVER_BUDGET, label="violates a constraint")],
                     loc="lower right", fontsize="small")
-    bars.set_yticks(np.arange(len(order)), [names[i] for i in order])
+    bars.set_yticks(np.arange(len(order)), [names[i] + (" (chosen)" if i == chosen else "") for i in order])
     bars.invert_yaxis()
     bars.set(xlabel="accuracy per 100K parameters", title=f"Parameter efficiency, top {len(order)}")
     bars.grid(axis="x", alpha=0.3)
