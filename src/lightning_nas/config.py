@@ -385,6 +385,7 @@ class WandbLoggerConfig:
     entity: str | None = None
     tags: list[str] = field(default_factory=list)
     run_name: str | None = None
+    group: str | None = None
 
 
 @dataclass
@@ -506,10 +507,20 @@ def _value_or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def _share(population: int, fraction: float, below: bool = False) -> int:
+    """``${lnas.share:${strategy.population_size},0.5}``: ``round(population * fraction)``, at least 1 and
+    at most ``population`` (with ``below``: at most ``population - 1``, at least 0), so a preset's
+    tournament size or elitism fits every population size a command line chooses."""
+    high = int(population) - 1 if below else int(population)
+    return max(0 if below else 1, min(high, round(int(population) * float(fraction))))
+
+
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     if not OmegaConf.has_resolver("lnas.or"):
         OmegaConf.register_new_resolver("lnas.or", _value_or)
+    if not OmegaConf.has_resolver("lnas.share"):
+        OmegaConf.register_new_resolver("lnas.share", _share)
     store = ConfigStore.instance()
     store.store(name="lightning_nas_schema", node=LightningNASConfig)
     for group, schemas in GROUP_SCHEMAS.items():

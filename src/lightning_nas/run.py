@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
+from lightning_nas.callbacks.wandb_logger import arch_columns, run_names
 from lightning_nas.evaluators.supernet import retrain
 from lightning_nas.evaluators.tabular import TabularEvaluator
 from lightning_nas.executors import LocalExecutor, run_search_parallel
@@ -36,7 +37,7 @@ from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFideli
 from lightning_nas.strategies.supernet_search import SupernetSearch
 from lightning_nas.strategies.transfer import WarmStartEvolution
 
-__all__ = ["ConfigError", "build_node", "resolve_output_dir", "run"]
+__all__ = ["ConfigError", "build_node", "resolve_output_dir", "run", "strategy_choice"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,17 @@ def build_node(cfg: DictConfig, group: str, **runtime: Any) -> Any:
         if not message.startswith(f"{group}."):
             message = f"{group}: {message}"
         raise ConfigError(message) from cause
+
+
+def strategy_choice(cfg: DictConfig) -> str:
+    """The strategy's name: Hydra's choice (``strategy=nsga2``) when known, else its class name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("strategy")
+        if choice:
+            return str(choice)
+    return str(cfg.strategy.get("_target_", "strategy")).rsplit(".", 1)[-1]
 
 
 def resolve_output_dir(cfg: DictConfig) -> Path:
@@ -175,8 +187,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("hardware") is not None:
         evaluator = HardwareEvaluator(evaluator, build_node(cfg, "hardware"))
     objective = build_node(cfg, "objective")
+    names = {k: v for k, v in run_names(str(cfg.name), strategy_choice(cfg), int(cfg.seed)).items()
+             if cfg.logger.get(k) is None}  # the config's own run_name / group win
     logger = build_node(cfg, "logger", output_dir=str(output_dir),
-                        run_config=OmegaConf.to_container(cfg, resolve=True))
+                        run_config=OmegaConf.to_container(cfg, resolve=True), **names)
     listeners: list[object] = [logger]  # the W&B logger first: it starts the run the others log to
     if isinstance(objective, MultiObjective):
         cost = next((n for n, d in zip(objective.names, objective.directions, strict=True) if d == "min"), "latency")
@@ -251,7 +265,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         summary["export_seconds"] = round(time.perf_counter() - export_started, 2)
         summary["total_seconds"] = round(time.perf_counter() - started, 2)
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    logger.log_summary({"test/acc": test_metrics.get("test/acc", float("nan")), "best/score": objective(best.result)})
+    logger.log_images("search/efficiency", [p for p in [output_dir / "efficiency.png"] if p.is_file()])
+    logger.log_summary({**best.result.metrics, **arch_columns(best.arch), **test_metrics, "best/index": best.index,
+                        "best/arch_id": best.arch.digest(), "best/score": objective(best.result),
+                        "search/front_size": len(front)})
     logger.finish()
     source = "looked up in the table" if isinstance(evaluator, TabularEvaluator) else "retrained from scratch"
     table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir,

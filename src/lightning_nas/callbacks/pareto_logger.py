@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_nas.callbacks.wandb_logger import WandbSearchLogger
+from lightning_nas.callbacks.wandb_logger import WandbSearchLogger, arch_columns
 from lightning_nas.objectives.front import describe_objectives, front_objectives, rank_records, score_label
 from lightning_nas.objectives.multi import FEASIBLE_FLOOR, MultiObjective
 from lightning_nas.objectives.pareto import correlation_matrix, hypervolume, ranks
@@ -264,7 +264,9 @@ class ParetoFrontLogger:
             return
         import wandb
 
-        rows = self.rows(records)
+        labels = list(dict.fromkeys(label for r in records for label in r.arch))
+        rows = [{**{k: v for k, v in row.items() if k != "arch"}, **dict.fromkeys((f"arch/{x}" for x in labels), ""),
+                 **arch_columns(r.arch)} for row, r in zip(self.rows(records), records, strict=True)]
         columns = list(rows[0])
         data = [[_finite_or_none(row[c]) for c in columns] for row in rows]
         payload: dict[str, Any] = {"search/pareto": wandb.Table(columns=list[str | int](columns), data=data)}

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["WandbSearchLogger"]
+__all__ = ["RUN_ID_FILE", "WandbSearchLogger", "arch_columns", "candidate_rows", "run_names"]
 
 log = logging.getLogger(__name__)
+
+RUN_ID_FILE = "wandb_run_id"
 
 _MODES = ("offline", "online", "disabled")
 
@@ -29,8 +33,11 @@ class WandbSearchLogger:
         mode: ``offline`` (default, files under ``<output_dir>/wandb``), ``online`` or ``disabled``.
         entity: W&B entity (team or user), online mode only.
         tags: run tags.
-        run_name: display name; defaults to the output folder's name.
-        output_dir: where the offline run folder is written (set by the app).
+        run_name: display name; the app sets ``<experiment>/<strategy>/seed<k>`` (:func:`run_names`),
+            else the output folder's name.
+        group: W&B group (the app sets ``<experiment>/<strategy>``, so seeds of one setting group together).
+        output_dir: where the offline run folder is written (set by the app). The run's id is kept
+            there in ``wandb_run_id``, so a resumed search continues the same W&B run.
         run_config: the composed run configuration, stored with the run.
 
     Example:
@@ -38,14 +45,15 @@ class WandbSearchLogger:
     """
 
     def __init__(self, project: str = "lightning_nas", mode: str = "offline", entity: str | None = None,
-                 tags: Sequence[str] = (), run_name: str | None = None, output_dir: str | None = None,
-                 run_config: dict[str, Any] | None = None) -> None:
+                 tags: Sequence[str] = (), run_name: str | None = None, group: str | None = None,
+                 output_dir: str | None = None, run_config: dict[str, Any] | None = None) -> None:
         if mode not in _MODES:
             raise ValueError(f"logger.mode must be one of {list(_MODES)}, got {mode!r}")
         if not project:
             raise ValueError("logger.project must be a non-empty name")
         self.project, self.mode, self.entity, self.tags = project, mode, entity, list(tags)
         self.run_name, self.output_dir, self.run_config = run_name, output_dir, dict(run_config or {})
+        self.group = group
         self.run: Any = None
 
     @property
@@ -62,12 +70,15 @@ class WandbSearchLogger:
             os.environ["WANDB_MODE"] = "offline"
         directory = Path(self.output_dir or ".")
         directory.mkdir(parents=True, exist_ok=True)
+        id_file = directory / RUN_ID_FILE
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         self.run = wandb.init(
             project=self.project, entity=self.entity, mode=self.mode,  # type: ignore[arg-type]
-            dir=str(directory), tags=self.tags,
+            dir=str(directory), tags=self.tags, group=self.group, id=run_id, resume="allow",
             name=self.run_name or directory.name, config={**self.run_config, "space": repr(space)},
             reinit="finish_previous",
         )
+        id_file.write_text(run_id + "\n")
         for record in history:
             self._log_record(record)
 
@@ -113,15 +124,28 @@ class WandbSearchLogger:
             self.run = None
 
 
+def run_names(experiment: str, strategy: str, seed: int) -> dict[str, str]:
+    """``run_name`` ``<experiment>/<strategy>/seed<k>`` and ``group`` ``<experiment>/<strategy>``."""
+    return {"run_name": f"{experiment}/{strategy}/seed{seed}", "group": f"{experiment}/{strategy}"}
+
+
+def arch_columns(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture as one ``arch/<label>`` column per decision (lists as text), for W&B tables."""
+    return {f"arch/{label}": value if isinstance(value, int | float | str | bool) else json.dumps(value)
+            for label, value in arch.items()}
+
+
 def candidate_rows(history: History) -> list[dict[str, Any]]:
-    """One flat row per candidate: index, id, status, architecture JSON and metrics."""
+    """One flat row per candidate: index, id, status, one column per architecture decision and metrics."""
     metric_names = sorted({name for record in history for name in record.result.metrics})
+    labels = list(dict.fromkeys(label for record in history for label in record.arch))
     return [
         {
             "index": r.index,
             "arch_id": r.arch.digest(),
             "status": r.result.status,
-            "arch": r.arch.to_json(),
+            **{f"arch/{label}": None for label in labels},
+            **arch_columns(r.arch),
             **{name: r.result.metrics.get(name) for name in metric_names},
             "error": r.result.error or "",
         }
