@@ -385,7 +385,7 @@ class WandbLoggerConfig:
     entity: str | None = None
     tags: list[str] = field(default_factory=list)
     run_name: str | None = None
-    group: str | None = None
+    run_group: str | None = None
 
 
 @dataclass

@@ -35,7 +35,7 @@ class WandbSearchLogger:
         tags: run tags.
         run_name: display name; the app sets ``<experiment>/<strategy>/seed<k>`` (:func:`run_names`),
             else the output folder's name.
-        group: W&B group (the app sets ``<experiment>/<strategy>``, so seeds of one setting group together).
+        run_group: W&B group (the app sets ``<experiment>/<strategy>``, so seeds of one setting group together).
         output_dir: where the offline run folder is written (set by the app). The run's id is kept
             there in ``wandb_run_id``, so a resumed search continues the same W&B run.
         run_config: the composed run configuration, stored with the run.
@@ -45,7 +45,7 @@ class WandbSearchLogger:
     """
 
     def __init__(self, project: str = "lightning_nas", mode: str = "offline", entity: str | None = None,
-                 tags: Sequence[str] = (), run_name: str | None = None, group: str | None = None,
+                 tags: Sequence[str] = (), run_name: str | None = None, run_group: str | None = None,
                  output_dir: str | None = None, run_config: dict[str, Any] | None = None) -> None:
         if mode not in _MODES:
             raise ValueError(f"logger.mode must be one of {list(_MODES)}, got {mode!r}")
@@ -53,7 +53,7 @@ class WandbSearchLogger:
             raise ValueError("logger.project must be a non-empty name")
         self.project, self.mode, self.entity, self.tags = project, mode, entity, list(tags)
         self.run_name, self.output_dir, self.run_config = run_name, output_dir, dict(run_config or {})
-        self.group = group
+        self.run_group = run_group
         self.run: Any = None
 
     @property
@@ -74,7 +74,7 @@ class WandbSearchLogger:
         run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:12]
         self.run = wandb.init(
             project=self.project, entity=self.entity, mode=self.mode,  # type: ignore[arg-type]
-            dir=str(directory), tags=self.tags, group=self.group, id=run_id, resume="allow",
+            dir=str(directory), tags=self.tags, group=self.run_group, id=run_id, resume="allow",
             name=self.run_name or directory.name, config={**self.run_config, "space": repr(space)},
             reinit="finish_previous",
         )
@@ -125,8 +125,8 @@ class WandbSearchLogger:
 
 
 def run_names(experiment: str, strategy: str, seed: int) -> dict[str, str]:
-    """``run_name`` ``<experiment>/<strategy>/seed<k>`` and ``group`` ``<experiment>/<strategy>``."""
-    return {"run_name": f"{experiment}/{strategy}/seed{seed}", "group": f"{experiment}/{strategy}"}
+    """``run_name`` ``<experiment>/<strategy>/seed<k>`` and ``run_group`` ``<experiment>/<strategy>``."""
+    return {"run_name": f"{experiment}/{strategy}/seed{seed}", "run_group": f"{experiment}/{strategy}"}
 
 
 def arch_columns(arch: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from lightning_nas.report import write_report
+from lightning_nas.results.multirun import write_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
