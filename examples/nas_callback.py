@@ -3,7 +3,9 @@
 The LightningModule below is ordinary Lightning code; only its network is written with
 ``lightning_nas.nn`` choice modules. ``NASCallback`` trains it as a supernet (a random path
 per batch) and, at the end of ``fit``, runs an evolutionary search over its subnets scored
-with the trained shared weights. The best subnet is then frozen into a plain ``nn.Module``.
+with the trained shared weights. ``callback.best_model(data)`` hands the best subnet over as a plain
+``nn.Module`` with its BatchNorm statistics re-estimated, ready to use; a checkpoint can monitor
+``search/best_path_val_acc``.
 
 Run::
 
@@ -101,6 +103,13 @@ class DigitsData(L.LightningDataModule):
         return DataLoader(self.val_set, batch_size=256)
 
 
+def accuracy(model: nn.Module, data: DigitsData) -> float:
+    """Top-1 accuracy of ``model`` on the validation split."""
+    with torch.no_grad():
+        hits = [(model(x).argmax(-1) == y).float() for x, y in data.val_dataloader()]
+    return float(torch.cat(hits).mean())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15, help="supernet training epochs")
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     callback = NASCallback(strategy=strategy, sampling=args.sampling, output_dir=args.output_dir, seed=args.seed)
     trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, callbacks=[callback], logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    # with checkpoints: ModelCheckpoint(monitor="search/best_path_val_acc", mode="max")
     model = LitClassifier()
     trainer.fit(model, datamodule=DigitsData(seed=args.seed))
 
@@ -132,8 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     for record in callback.front:
         metrics = record.result.metrics
         print(f"  acc={metrics['search/val_acc']:.4f} params={metrics['model/params']:.0f} {record.arch.to_json()}")
-    plain = freeze(model.net, callback.best_arch)  # a plain nn.Module inheriting the supernet's weights
-    print(f"frozen best subnet: {sum(p.numel() for p in plain.parameters())} parameters")
+    data = DigitsData(seed=args.seed)
+    ready = callback.best_model(data)  # a plain nn.Module: shared weights, BatchNorm re-estimated
+    stale = freeze(model.net, callback.best_arch).eval()  # the same path, supernet's BatchNorm statistics
+    print(f"best subnet: {sum(p.numel() for p in ready.parameters())} parameters; val acc "
+          f"{accuracy(ready, data):.4f} with best_model() vs {accuracy(stale, data):.4f} frozen as is")
 
 
 if __name__ == "__main__":

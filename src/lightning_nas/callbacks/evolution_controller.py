@@ -24,7 +24,7 @@ from torch import nn
 
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult
-from lightning_nas.evaluators.supernet import SupernetEvaluator
+from lightning_nas.evaluators.supernet import SupernetEvaluator, ValScore
 from lightning_nas.nn import decisions, has_choices
 from lightning_nas.objectives.front import front_records
 from lightning_nas.objectives.score import Objective, metric_key
@@ -136,6 +136,8 @@ class SearchController(Callback):
         output_dir: folder for the result files, or None.
         seed: seed of the default strategy and of the callback's generator.
         progress: show the search's progress bar.
+        val_score: a subnet's validation score (frozen subnet, cached ``(x, y)`` batches -> float), stored
+            as ``search/val_acc``; default: top-1 accuracy of the network's logits against class indices.
 
     Example:
         >>> controller = SearchController(EvolutionStrategy(num_samples=200))
@@ -155,6 +157,7 @@ class SearchController(Callback):
         output_dir: str | PathLike[str] | None = None,
         seed: int = 0,
         progress: bool = False,
+        val_score: ValScore | None = None,
     ) -> None:
         if strategy is not None and not isinstance(strategy, Strategy):
             raise ValueError(f"strategy must be a lightning_nas Strategy, got {strategy!r}")
@@ -178,6 +181,10 @@ class SearchController(Callback):
         self.max_val_batches, self.latency_repeats = max_val_batches, latency_repeats
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.seed, self.progress = seed, progress
+        if val_score is not None and not callable(val_score):
+            raise ValueError(f"val_score must be a callable (subnet, batches) -> float, got {val_score!r}")
+        self.val_score = val_score
+        self._train_loader: Any = None
         self.rng = np.random.default_rng(seed)
         self.history: History | None = None
         self.best_arch: Architecture | None = None
@@ -235,9 +242,8 @@ class SearchController(Callback):
             self._searched_at = trainer.global_step
         self._report(trainer, pl_module, final)
 
-    def _run_search(self, trainer: L.Trainer,
-                    pl_module: L.LightningModule) -> tuple[dict[str, Any], Strategy]:
-        supernet = self.supernet if self.supernet is not None else find_supernet(pl_module)
+    def _loaders(self, trainer: L.Trainer) -> tuple[Any, Any]:
+        """The trainer's (training, first validation) loaders, falling back to its datamodule."""
         train, val = _first(trainer.train_dataloader), _first(trainer.val_dataloaders)
         datamodule = getattr(trainer, "datamodule", None)
         if val is None and datamodule is not None:
@@ -247,12 +253,49 @@ class SearchController(Callback):
         if val is None or (train is None and self.calibration_batches):
             raise RuntimeError("the NAS search needs validation data (and training data for BN calibration): "
                                "pass val_dataloaders to fit() or use a datamodule with val_dataloader()")
-        evaluator = SupernetEvaluator(
+        return train, val
+
+    def _evaluator(self, pl_module: L.LightningModule, supernet: nn.Module, train: Any, val: Any,
+                   measure_hardware: bool | None = None) -> SupernetEvaluator:
+        self._train_loader = train
+        return SupernetEvaluator(
             pl_module if isinstance(pl_module, SupernetModule) else supernet,
             calibration_batches=self.calibration_batches, max_val_batches=self.max_val_batches,
-            latency_repeats=self.latency_repeats, measure_hardware=self.measure_hardware,
-            train_dataloader=train if train is not None else [], val_dataloader=val,
+            latency_repeats=self.latency_repeats,
+            measure_hardware=self.measure_hardware if measure_hardware is None else measure_hardware,
+            train_dataloader=train if train is not None else [], val_dataloader=val, val_score=self.val_score,
         )
+
+    def best_model(self, datamodule: L.LightningDataModule | None = None,
+                   calibration_batches: int | None = None) -> nn.Module:
+        """The best subnet as a plain ``nn.Module`` in eval mode, ready to use.
+
+        The path is frozen out of the supernet with its shared weights, and its BatchNorm running
+        statistics are re-estimated on training batches (the supernet's statistics mix every path,
+        so without this the frozen subnet scores far below :attr:`best_score`).
+
+        Args:
+            datamodule: training batches for the recalibration (default: the loader the search used).
+            calibration_batches: how many (default: the callback's ``calibration_batches``).
+        """
+        if self.best_arch is None or self.supernet is None:
+            raise RuntimeError("no search has run: call trainer.fit() with this callback first")
+        train = self._train_loader
+        if datamodule is not None:
+            datamodule.setup("fit")
+            train = datamodule.train_dataloader()
+        count = self.calibration_batches if calibration_batches is None else calibration_batches
+        if train is None and count:
+            raise RuntimeError("best_model needs training batches for BN recalibration: pass a datamodule")
+        evaluator = SupernetEvaluator(self.supernet, calibration_batches=count, measure_hardware=False,
+                                      train_dataloader=train if train is not None else [], val_dataloader=[])
+        return evaluator.subnet(self.best_arch)
+
+    def _run_search(self, trainer: L.Trainer,
+                    pl_module: L.LightningModule) -> tuple[dict[str, Any], Strategy]:
+        supernet = self.supernet if self.supernet is not None else find_supernet(pl_module)
+        train, val = self._loaders(trainer)
+        evaluator = self._evaluator(pl_module, supernet, train, val)
         strategy = copy.deepcopy(self._template)
         history = run_search(evaluator.space(), strategy, evaluator, History(), score=self.score,
                              progress=self.progress)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -26,7 +26,7 @@ from lightning_nas.nn import freeze, has_choices
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.supernet import SupernetModule, SupernetSpace
 
-__all__ = ["RETRAIN_MODES", "SupernetEvaluator", "recalibrate_bn", "retrain"]
+__all__ = ["RETRAIN_MODES", "SupernetEvaluator", "ValScore", "recalibrate_bn", "retrain", "top1_accuracy"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,19 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
         5
     """
     return recalibrate_batchnorm(model, batches)
+
+
+ValScore = Callable[[nn.Module, Sequence[tuple[torch.Tensor, torch.Tensor]]], float]
+"""A subnet's validation score (higher is better) from the frozen subnet and the ``(x, y)`` batches."""
+
+
+def top1_accuracy(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Top-1 accuracy: the network returns class logits, ``y`` holds class indices."""
+    correct, total = 0, 0
+    for x, y in batches:
+        correct += int((model(x).argmax(-1) == y).sum())
+        total += int(y.numel())
+    return correct / total
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -74,6 +87,8 @@ class SupernetEvaluator(Evaluator):
         measure_hardware: also measure MACs, memory and latency.
         train_dataloader: training batches, instead of ``datamodule``.
         val_dataloader: validation batches, instead of ``datamodule``.
+        val_score: the subnet's ``search/val_acc`` from the frozen subnet and the cached ``(x, y)`` validation
+            batches (default :func:`top1_accuracy`); a user's own score plugs in here.
 
     Example:
         >>> evaluator = SupernetEvaluator(module, dm, measure_hardware=False)  # doctest: +SKIP
@@ -92,6 +107,7 @@ class SupernetEvaluator(Evaluator):
         *,
         train_dataloader: Iterable[Any] | None = None,
         val_dataloader: Iterable[Any] | None = None,
+        val_score: ValScore | None = None,
     ) -> None:
         module = supernet_module_or_supernet
         self.supernet: nn.Module = module.supernet if isinstance(module, SupernetModule) else module
@@ -110,6 +126,7 @@ class SupernetEvaluator(Evaluator):
         self.calibration_batches, self.max_val_batches = calibration_batches, max_val_batches
         self.latency_repeats, self.measure_hardware = latency_repeats, bool(measure_hardware)
         self._loaders = (train_dataloader, val_dataloader)
+        self.val_score: ValScore = val_score if val_score is not None else top1_accuracy
         self._calibration: list[torch.Tensor] | None = None
         self._val: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._hardware: dict[Architecture, dict[str, float]] = {}
@@ -141,7 +158,8 @@ class SupernetEvaluator(Evaluator):
         try:
             chosen = space.validate(arch)
             model = self.subnet(chosen)
-            metrics["search/val_acc"] = self._accuracy(model)
+            with torch.inference_mode():
+                metrics["search/val_acc"] = float(self.val_score(model, self._val_batches()))
             metrics.update(self._model_metrics(chosen, model, space.input_shape))
         except Exception as error:  # a bad candidate must not end the search
             log.debug("subnet %s failed", arch.digest(), exc_info=True)
@@ -157,14 +175,6 @@ class SupernetEvaluator(Evaluator):
         if self.calibration_batches:
             recalibrate_bn(model, self._calibration_batches())
         return model.eval()
-
-    def _accuracy(self, model: nn.Module) -> float:
-        correct, total = 0, 0
-        with torch.inference_mode():
-            for x, y in self._val_batches():
-                correct += int((model(x).argmax(-1) == y).sum())
-                total += int(y.numel())
-        return correct / total
 
     def _model_metrics(self, arch: Architecture, model: nn.Module,
                        input_shape: tuple[int, ...]) -> dict[str, float]:
