@@ -148,7 +148,7 @@ class SearchController(Callback):
     def __init__(
         self,
         strategy: Strategy | None = None,
-        objective: Objective | ScoreFn | Mapping[str, float] | None = None,
+        objective: Mapping[str, float] | Objective | ScoreFn | None = None,
         search_every_n_epochs: int | None = None,
         calibration_batches: int = 5,
         max_val_batches: int | None = None,

@@ -78,7 +78,7 @@ class NASCallback(SearchController):
     def __init__(
         self,
         strategy: Strategy | None = None,
-        objective: Objective | ScoreFn | Mapping[str, float] | None = None,
+        objective: Mapping[str, float] | Objective | ScoreFn | None = None,
         search_every_n_epochs: int | None = None,
         sampling: str = "uniform",
         calibration_batches: int = 5,
