@@ -17,7 +17,7 @@ from lightning_nas.callbacks.nas_callback import NASCallback
 from lightning_nas.nn import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, ValueChoice
 
 pytest.importorskip("jsonargparse")
-from lightning.pytorch.cli import LightningCLI  # noqa: E402  (needs jsonargparse)
+from lightning.pytorch.cli import LightningCLI
 
 
 class SignData(L.LightningDataModule):
