@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
 from lightning_nas.export.cli import export_from_config, find_run, run_weights
+from lightning_nas.results.final_model import save_final_model
 from lightning_nas.run import ConfigError
 from lightning_nas.spaces import NB201Space
 
@@ -53,14 +54,34 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
-def test_run_alone_exports_best_arch_of_the_runs_space(run_dir: Path, tmp_path: Path) -> None:
-    result = _export([f"run={run_dir}", "codegen=false"], tmp_path / "out")
+def test_run_without_trained_weights_exports_only_on_request(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^weights: no trained weights for .*untrained=true"):
+        _export([f"run={run_dir}", "codegen=false"], tmp_path / "refused")
+    result = _export([f"run={run_dir}", "untrained=true"], tmp_path / "out")
     assert result["errors"] == {} and result["run"] == str(run_dir) and result["weights"] is None
     assert result["arch"] == str(run_dir / "best" / "arch.json")
     assert list((tmp_path / "out" / "deploy").glob("*.pte"))
     package = json.loads((tmp_path / "out" / "package.json").read_text())
     assert package["arch"] == Architecture.load(run_dir / "best" / "arch.json").to_dict()
-    assert package["trained_weights"] is False
+    assert package["trained_weights"] is False and "UNTRAINED" in package["warning"]
+    assert "**UNTRAINED**" in (tmp_path / "out" / "code" / "README.md").read_text()
+    assert "trained weights." not in (tmp_path / "out" / "code" / "README.md").read_text()
+    manifest = json.loads((tmp_path / "out" / "deploy" / "manifest.json").read_text())
+    assert manifest["trained_weights"] is False and "UNTRAINED" in manifest["warning"]
+
+
+def test_run_exports_its_final_model(run_dir: Path, tmp_path: Path) -> None:
+    arch = Architecture.load(run_dir / "best" / "arch.json")
+    torch.manual_seed(7)
+    final = _space().build(arch)
+    save_final_model(final, arch, run_dir / "best", {"test/acc": 0.5})
+    assert run_weights(run_dir, arch) == run_dir / "best" / "model.pt"
+    result = _export([f"run={run_dir}", "deploy=false"], tmp_path / "out")
+    assert result["weights"] == str(run_dir / "best" / "model.pt")
+    exported = _weights(tmp_path / "out")
+    assert all(torch.equal(exported[key], value) for key, value in final.state_dict().items())
+    assert json.loads((tmp_path / "out" / "package.json").read_text())["trained_weights"] is True
+    assert "`weights.pt` holds the trained weights." in (tmp_path / "out" / "code" / "README.md").read_text()
 
 
 def test_arch_inside_run_finds_config_and_trained_weights(run_dir: Path, tmp_path: Path) -> None:
@@ -83,8 +104,8 @@ def test_arch_inside_run_finds_config_and_trained_weights(run_dir: Path, tmp_pat
 
 
 def test_explicit_overrides_win_over_the_run(run_dir: Path, tmp_path: Path) -> None:
-    result = _export([f"run={run_dir}", "search_space=nb201", "search_space.channels=8", "deploy=false"],
-                     tmp_path / "out")
+    result = _export([f"run={run_dir}", "search_space=nb201", "search_space.channels=8", "deploy=false",
+                      "untrained=true"], tmp_path / "out")
     assert result["errors"] == {}
     stem = next(value for key, value in _weights(tmp_path / "out").items() if value.dim() == 4)
     assert stem.shape[0] == 8  # the override's width; cells_per_stage=1 still comes from the run
@@ -94,7 +115,7 @@ def test_arch_outside_a_run_uses_the_defaults_and_overrides(tmp_path: Path) -> N
     arch = tmp_path / "arch.json"
     _space().sample(np.random.default_rng(0)).save(arch)
     assert find_run(arch) is None
-    result = _export([f"arch={arch}", *SPACE, "deploy=false"], tmp_path / "out")
+    result = _export([f"arch={arch}", *SPACE, "deploy=false", "untrained=true"], tmp_path / "out")
     assert result["errors"] == {} and result["run"] is None
 
 

@@ -179,7 +179,8 @@ class ParetoFrontLogger:
                 table[:, 0], table[:, 1], self.output_dir / "pareto.png", front=self._on_front(records),
                 feasible=feasible, chosen=self._chosen(records), staircase=two_d,
                 x_label=_LABELS.get(self.x_key, self.x_key), log_x=self.x_key in ("model/macs", "model/params"),
-                title=f"Pareto front over {self._named()}",
+                title=f"Pareto front over {self._named()}\n(chosen = best score; "
+                      f"{'staircase: 2-D front' if two_d else 'front points only: other objectives not drawn'})",
             )
         return paths
 

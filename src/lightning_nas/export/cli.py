@@ -26,7 +26,6 @@ from omegaconf.errors import OmegaConfBaseException
 from lightning_nas.arch import Architecture
 from lightning_nas.config import register_configs
 from lightning_nas.export.package import DataInfo, package_architecture
-from lightning_nas.results.final_model import final_model_path
 from lightning_nas.run import ConfigError, build_node
 
 __all__ = ["ExportAppConfig", "export_from_config", "find_run", "main", "run_weights"]
@@ -83,6 +82,8 @@ def find_run(arch: Path) -> Path | None:
 
 def run_weights(run: Path, arch: Architecture) -> Path | None:
     """Trained weights of ``arch`` in the run: its final model (``best/model.pt``), else an exported package's."""
+    from lightning_nas.results.final_model import final_model_path  # here: results <-> strategies import cycle
+
     final = final_model_path(run / "best", arch)
     if final is not None:
         return final

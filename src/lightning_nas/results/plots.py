@@ -110,7 +110,8 @@ def pareto_plot(
                     color=_KNEE)
     if log_x:
         ax.set_xscale("log")
-    ax.set(xlabel=x_label, ylabel=y_label, title=title)
+    ax.set(xlabel=x_label, ylabel=y_label)
+    ax.set_title(title, fontsize="medium" if len(title) < 60 else "small")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
     return _save(figure, path)
@@ -209,7 +210,8 @@ def progress_plot(
         raise ValueError("evaluations, best_score and hypervolume need the same length")
     figure = _figure(6.4, 5.6)
     top, bottom = figure.subplots(2, 1, sharex=True)
-    _series(top, steps, best, f"best so far:\n{score_label}", _KNEE)
+    _series(top, steps, best, "best score so far", _KNEE)
+    top.set_title(score_label, fontsize="small")
     _series(bottom, steps, volume, "hypervolume", _FRONT)
     if chosen is not None:
         for ax in (top, bottom):
