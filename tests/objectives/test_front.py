@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -82,7 +83,7 @@ def test_one_front_over_the_objectives_everywhere(tmp_path: Path) -> None:
 
 def test_summary_table_names_objectives_and_shows_the_score(tmp_path: Path) -> None:
     objective, history = _three_objectives()
-    space = EfficientConvNetSpace((1, 8, 8), 10)
+    space = SimpleNamespace(describe=lambda arch: f"width={arch['width']}")
     best = best_record(history, objective)
     front = front_records(history.records, objective)
     table = summary_table(top_records(history, objective, 3), space, best, {}, tmp_path, front, score=objective)
