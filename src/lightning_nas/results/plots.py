@@ -203,7 +203,7 @@ def progress_plot(
         path: the PNG to write.
         title: figure title.
         score_label: what the score is (e.g. ``"accuracy"`` or the weighted sum).
-        chosen: the evaluation number of the chosen model, or ``None``.
+        chosen: the evaluation number (1-based) of the chosen model, or ``None``.
     """
     steps, best, volume = _column(evaluations), _column(best_score), _column(hypervolume)
     if not steps.shape == best.shape == volume.shape:
@@ -215,7 +215,8 @@ def progress_plot(
     _series(bottom, steps, volume, "hypervolume", _FRONT)
     if chosen is not None:
         for ax in (top, bottom):
-            ax.axvline(chosen, color=_CHOSEN, linestyle=":", linewidth=2, label=f"chosen (evaluation {chosen})")
+            ax.axvline(chosen, color=_CHOSEN, linestyle=":", linewidth=2,
+                       label=f"chosen #{chosen - 1} (evaluation {chosen})")
         top.legend(loc="lower right", fontsize="small")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.set_xlabel("evaluations")
