@@ -137,7 +137,7 @@ def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, da
 
 
 def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, objective: Any, evaluator: Any,
-                output_dir: Path) -> list[dict[str, Any]]:
+                output_dir: Path, final: tuple[Architecture, Any] | None = None) -> list[dict[str, Any]]:
     """Deploy and code packages for the ``export.top_k`` best architectures, each with its trained weights.
 
     An architecture without trained weights (only the final model is trained) is skipped unless
@@ -145,6 +145,8 @@ def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, 
     """
     data = DataInfo.from_datamodule(datamodule)
     trained: dict[Architecture, Any] = dict(getattr(evaluator, "trained_models", {}))
+    if final is not None and final[1] is not None:
+        trained[final[0]] = final[1]  # the final model itself (a fine-tuned supernet path keeps its own layout)
     exported = []
     for rank, record in enumerate(top_records(history, objective, int(cfg.export.top_k)), start=1):
         state = load_final_weights(output_dir / "best", record.arch)
@@ -233,6 +235,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     best = best_record(history, objective)
     best.arch.save(output_dir / "best" / "arch.json")
     test_metrics: dict[str, float] = {}
+    final_model: Any = None
     final_cpu_started = time.process_time()
     if cfg.final_training:
         test_metrics, final_model = _final_training(strategy, supernet, evaluator, space, datamodule, best.arch,
@@ -261,7 +264,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if int(cfg.export.top_k) > 0:
         export_started = time.perf_counter()
-        summary["exported"] = _export_top(cfg, space, datamodule, history, objective, evaluator, output_dir)
+        summary["exported"] = _export_top(cfg, space, datamodule, history, objective, evaluator, output_dir,
+                                          (best.arch, final_model))
         summary["export_seconds"] = round(time.perf_counter() - export_started, 2)
         summary["total_seconds"] = round(time.perf_counter() - started, 2)
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -271,7 +271,7 @@ def retrain(
     num_classes = getattr(space_or_supernet, "num_classes", None) or getattr(datamodule, "num_classes", None)
     metrics = {"model/params": float(count_params(model))}
     train_seed = derive_seed(seed, arch.digest(), "train")
-    module = evaluator.fit_model(model, num_classes=num_classes, seed=train_seed)
+    module = evaluator.fit_model(model, num_classes=num_classes, seed=train_seed, progress=evaluator.final_progress)
     metrics.update(module.fit_metrics)
     metrics.update(evaluator.validate_model(module))
     metrics.update(evaluator.test_model(module))
