@@ -41,6 +41,8 @@ class FashionMNISTConfig(DataConfig):
     _target_: str = "lightning_nas.data.FashionMNISTDataModule"
     data_dir: str | None = None
     download: bool = False
+    batched: bool = False
+    random_erasing: float = 0.0
 
 
 @dataclass
@@ -297,6 +299,9 @@ class BudgetConfig:
 
     evaluations: int | None = None
     population_size: int | None = None
+    time: str | None = None  # the whole run's wall time ("60min", "90s", "1.5h"); the run plans itself to fit
+    final_fraction: float = 0.4  # share of budget.time for the final training when its epochs are planned
+    final_epochs: int | None = None  # fixed final epochs under budget.time (the search gets the rest)
 
 
 # --- evaluators -------------------------------------------------------------------------------
@@ -314,6 +319,8 @@ class TrainEvaluatorConfig:
     warmup_epochs: int = 0
     final_max_epochs: int | None = None
     final_limit_train_batches: float | None = None
+    ema_decay: float = 0.0
+    channels_last: bool = False
     latency_repeats: int = 20
     latency_threads: int = 1
     seed: int = II("seed")

@@ -27,6 +27,7 @@ from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.targets import HardwareEvaluator
 from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
+from lightning_nas.planner import time_budget_from_config
 from lightning_nas.results.final_model import load_final_weights, save_final_model
 from lightning_nas.results.history import History
 from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
@@ -175,6 +176,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     _quiet_libraries()
     started = time.perf_counter()
     output_dir = resolve_output_dir(cfg)
+    try:
+        time_budget = time_budget_from_config(cfg.budget, started, int(cfg.export.top_k))
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
     output_dir.mkdir(parents=True, exist_ok=True)
     history = _open_history(output_dir, bool(cfg.resume))
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -212,6 +217,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         supernet = strategy.train_supernet(space, datamodule, output_dir, str(cfg.trainer.accelerator),
                                            bool(cfg.progress))
         search_strategy, search_evaluator = strategy.search_strategy(), strategy.evaluator(supernet, datamodule)
+    workers = int((cfg.get("executor") or {}).get("max_workers", 1))
+    if time_budget is not None and time_budget.plan_search(space, evaluator, search_strategy, workers):
+        listeners.append(time_budget)  # budget.time: the search stops at its deadline
     if isinstance(strategy, DartsModule):  # weight-sharing bilevel search, then the genotype is trained alone
         notify(listeners, "on_search_start", space, history)
         _run_darts(strategy, space, datamodule, evaluator, history, logger, cfg)
@@ -238,6 +246,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     final_model: Any = None
     final_cpu_started = time.process_time()
     if cfg.final_training:
+        if time_budget is not None:  # final epochs from the chosen network's throughput and the time left
+            time_budget.plan_final(space, best.arch, evaluator)
         test_metrics, final_model = _final_training(strategy, supernet, evaluator, space, datamodule, best.arch,
                                                     bool(cfg.progress))
         if final_model is not None:

@@ -16,12 +16,15 @@ import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
+from lightning_nas.data.batched import BatchAugment, BatchLoader
 from lightning_nas.data.datasets import (
     Compose,
     ImageDataset,
     Normalize,
     SplitView,
+    TensorImageDataset,
     Transform,
     stratified_split,
 )
@@ -71,6 +74,9 @@ class NASDataModule(L.LightningDataModule, ABC):
         max_test_samples: cap on the test split, or None.
         augment: light augmentation of training images (random crop + horizontal flip).
         normalize: subtract ``mean`` and divide by ``std`` per channel.
+        batched: load whole batches from the in-memory image tensor and augment them as a batch
+            (:class:`~lightning_nas.data.batched.BatchLoader`) where the data allows it.
+        random_erasing: probability of erasing one random rectangle of a training image.
     """
 
     name: str = "data"
@@ -86,6 +92,8 @@ class NASDataModule(L.LightningDataModule, ABC):
         max_test_samples: int | None = None,
         augment: bool = False,
         normalize: bool = True,
+        batched: bool = False,
+        random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
         self.batch_size = check_positive_int("batch_size", batch_size)
@@ -99,6 +107,11 @@ class NASDataModule(L.LightningDataModule, ABC):
         self.max_test_samples = check_optional_positive_int("max_test_samples", max_test_samples)
         self.augment = check_bool("augment", augment)
         self.normalize = check_bool("normalize", normalize)
+        self.batched = check_bool("batched", batched)
+        if isinstance(random_erasing, bool) or not isinstance(random_erasing, int | float) \
+                or not 0 <= random_erasing <= 1:
+            raise ValueError(f"data.random_erasing must be a probability in [0, 1], got {random_erasing!r}")
+        self.random_erasing = float(random_erasing)
         self._train: SplitView | None = None
         self._val: SplitView | None = None
         self._test: SplitView | None = None
@@ -148,6 +161,10 @@ class NASDataModule(L.LightningDataModule, ABC):
         """Training-only augmentation of ``[0, 1]`` images (called when ``augment``)."""
         return None
 
+    def _batch_augmentation(self) -> BatchAugment | None:
+        """The batched form of :meth:`_augmentation` (crop padding, flip), or None where there is none."""
+        return None
+
     # ---- Lightning hooks
 
     def setup(self, stage: str | None = None) -> None:
@@ -157,17 +174,18 @@ class NASDataModule(L.LightningDataModule, ABC):
         if stage in (None, "test", "predict"):
             self._ensure_test()
 
-    def train_dataloader(self) -> DataLoader[tuple[Tensor, int]]:
+    def train_dataloader(self) -> DataLoader[tuple[Tensor, int]] | BatchLoader:
         generator = _generator(self.seed, _SHUFFLE)
-        return self._loader(self.train_dataset, shuffle=True, generator=generator)
+        batched = self._batch_loader(self.train_dataset, generator, train=True)
+        return batched or self._loader(self.train_dataset, shuffle=True, generator=generator)
 
-    def val_dataloader(self) -> DataLoader[tuple[Tensor, int]]:
-        return self._loader(self.val_dataset, shuffle=False)
+    def val_dataloader(self) -> DataLoader[tuple[Tensor, int]] | BatchLoader:
+        return self._batch_loader(self.val_dataset) or self._loader(self.val_dataset, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader[tuple[Tensor, int]]:
-        return self._loader(self.test_dataset, shuffle=False)
+    def test_dataloader(self) -> DataLoader[tuple[Tensor, int]] | BatchLoader:
+        return self._batch_loader(self.test_dataset) or self._loader(self.test_dataset, shuffle=False)
 
-    def predict_dataloader(self) -> DataLoader[tuple[Tensor, int]]:
+    def predict_dataloader(self) -> DataLoader[tuple[Tensor, int]] | BatchLoader:
         return self.test_dataloader()
 
     # ---- splits
@@ -247,7 +265,27 @@ class NASDataModule(L.LightningDataModule, ABC):
     def _train_transform(self) -> Transform | None:
         candidates = (self._augmentation() if self.augment else None, self._eval_transform())
         steps = [t for t in candidates if t is not None]
+        if self.random_erasing > 0:
+            steps.append(v2.RandomErasing(self.random_erasing, value=0))
         return Compose(steps) if steps else None
+
+    def _batch_loader(self, split: SplitView, generator: torch.Generator | None = None,
+                      train: bool = False) -> BatchLoader | None:
+        """A :class:`BatchLoader` over ``split`` when ``batched`` and its images are an in-memory tensor."""
+        if not self.batched or not isinstance(split.base, TensorImageDataset):
+            return None
+        augment = None
+        if train:
+            crop_flip = self._batch_augmentation() if self.augment else None
+            if self.augment and crop_flip is None and self._augmentation() is not None:
+                return None  # an augmentation with no batched form: the per-image loader applies it
+            augment = BatchAugment(crop_flip.padding if crop_flip else 0, bool(crop_flip and crop_flip.flip),
+                                   self.random_erasing)
+        base = split.base
+        return BatchLoader(base.images[split.indices], base.targets[split.indices], self.batch_size,
+                           shuffle=train, generator=generator, max_value=base.max_value,
+                           mean=self.mean if self.normalize else None, std=self.std if self.normalize else None,
+                           augment=augment)
 
     def _loader(
         self, dataset: Dataset[Any], shuffle: bool, generator: torch.Generator | None = None

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from lightning_nas.data.base import DATAMODULES, NASDataModule
+from lightning_nas.data.batched import BatchAugment
 from lightning_nas.data.datasets import ImageDataset, TensorImageDataset, Transform, crop_flip
 from lightning_nas.data.validation import check_bool, check_optional_path
 
@@ -90,6 +91,8 @@ class FashionMNISTDataModule(NASDataModule):
         max_test_samples: cap on the test split, or None.
         augment: random crop (padding 2) and horizontal flip of training images.
         normalize: standardize with the dataset mean/std.
+        batched: whole-batch loading and augmentation from the in-memory tensor (faster).
+        random_erasing: probability of erasing a random rectangle of a training image.
     """
 
     name = "fashion_mnist"
@@ -119,6 +122,8 @@ class FashionMNISTDataModule(NASDataModule):
         max_test_samples: int | None = None,
         augment: bool = False,
         normalize: bool = True,
+        batched: bool = False,
+        random_erasing: float = 0.0,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -130,6 +135,8 @@ class FashionMNISTDataModule(NASDataModule):
             max_test_samples=max_test_samples,
             augment=augment,
             normalize=normalize,
+            batched=batched,
+            random_erasing=random_erasing,
         )
         self.data_dir = check_optional_path("data_dir", data_dir)
         self.download = check_bool("download", download)
@@ -189,6 +196,9 @@ class FashionMNISTDataModule(NASDataModule):
 
     def _augmentation(self) -> Transform | None:
         return crop_flip((28, 28), padding=2)
+
+    def _batch_augmentation(self) -> BatchAugment | None:
+        return BatchAugment(padding=2, flip=True)
 
     def _load(self, split: str) -> TensorImageDataset:
         directory = self.find_files()

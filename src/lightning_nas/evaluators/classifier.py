@@ -91,6 +91,8 @@ class ClassificationModule(L.LightningModule):
         momentum: SGD momentum (ignored by AdamW).
         label_smoothing: cross-entropy label smoothing.
         warmup_epochs: epochs of linear LR warm-up before the per-step cosine decay.
+        channels_last: train in the channels-last memory format (weights and 4-D inputs); the
+            network is back in the default format after ``fit``.
 
     Example:
         >>> module = ClassificationModule(nn.Linear(4, 3), num_classes=3, optimizer="sgd", lr=0.1)
@@ -108,6 +110,7 @@ class ClassificationModule(L.LightningModule):
         momentum: float = 0.9,
         label_smoothing: float = 0.0,
         warmup_epochs: float = 0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         validate_recipe(num_classes=num_classes, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
@@ -133,7 +136,18 @@ class ClassificationModule(L.LightningModule):
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
+    def on_fit_start(self) -> None:
+        if self.hparams.get("channels_last"):
+            self.model.to(memory_format=torch.channels_last)
+
+    def on_fit_end(self) -> None:
+        if self.hparams.get("channels_last"):
+            self.model.to(memory_format=torch.contiguous_format)
+        self._record_fit_metrics()
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.hparams.get("channels_last") and batch[0].ndim == 4:
+            batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
         loss = self._shared_step(batch, "train", self.train_acc)
         value = float(loss.detach())
         if not math.isfinite(value):
@@ -164,7 +178,7 @@ class ClassificationModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(warmup, int(total)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_fit_end(self) -> None:
+    def _record_fit_metrics(self) -> None:
         metrics: Mapping[str, Any] = self.trainer.callback_metrics
         self.fit_metrics = {
             "train/epochs": float(self.trainer.current_epoch),

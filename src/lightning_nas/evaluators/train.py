@@ -21,6 +21,7 @@ from torch import nn
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult, Evaluator
 from lightning_nas.evaluators.classifier import ClassificationModule, RecalibrateBatchNorm, validate_recipe
+from lightning_nas.evaluators.ema import EMAWeights
 from lightning_nas.hardware.profile import iter_profile
 from lightning_nas.spaces.base import SearchSpace
 
@@ -127,6 +128,9 @@ class TrainEvaluator(Evaluator):
         final_limit_train_batches: training batches per epoch of the final retraining (``None``:
             ``limit_train_batches``); lets a search score candidates on part of each epoch and
             still train the chosen one on all of it.
+        ema_decay: decay of an exponential moving average of the weights in final fits (the
+            averaged weights are kept); 0 turns it off.
+        channels_last: train in the channels-last memory format (faster convolutions on CPUs).
         latency_repeats: timed forward passes for the latency metrics.
         latency_threads: CPU threads for the latency metrics.
         seed: base seed.
@@ -156,6 +160,8 @@ class TrainEvaluator(Evaluator):
         warmup_epochs: int = 0,
         final_max_epochs: int | None = None,
         final_limit_train_batches: float | None = None,
+        ema_decay: float = 0.0,
+        channels_last: bool = False,
         latency_repeats: int = 20,
         latency_threads: int = 1,
         seed: int = 0,
@@ -174,13 +180,18 @@ class TrainEvaluator(Evaluator):
             low = 0 if key == "seed" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"evaluator.{key} must be an int >= {low}, got {value!r}")
+        if isinstance(ema_decay, bool) or not isinstance(ema_decay, int | float) or not 0 <= ema_decay < 1:
+            raise ValueError(f"evaluator.ema_decay must be in [0, 1), got {ema_decay!r}")
         if not isinstance(accelerator, str) or not accelerator:
             raise ValueError(f"evaluator.accelerator must be an accelerator name, got {accelerator!r}")
         self.datamodule = datamodule
         self.max_epochs, self.max_steps, self.limit_train_batches = max_epochs, max_steps, limit_train_batches
         self.recipe: dict[str, Any] = {"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
                                        "momentum": momentum, "label_smoothing": label_smoothing,
-                                       "warmup_epochs": warmup_epochs}
+                                       "warmup_epochs": warmup_epochs, "channels_last": bool(channels_last)}
+        self.ema_decay = float(ema_decay)
+        self.final_callbacks: list[L.Callback] = []
+        """Extra callbacks of final fits (a time budget's deadline, say)."""
         self.final_max_epochs = max_epochs if final_max_epochs is None else final_max_epochs
         self.final_limit_train_batches = (limit_train_batches if final_limit_train_batches is None
                                           else final_limit_train_batches)
@@ -222,7 +233,7 @@ class TrainEvaluator(Evaluator):
         self._profile_into(metrics, model, space)
         module = self.fit_model(model, self.final_max_epochs, num_classes=space.num_classes,
                                 seed=self._seed(arch, "train"), limit_train_batches=self.final_limit_train_batches,
-                                progress=self.final_progress)
+                                progress=self.final_progress, final=True)
         metrics.update(module.fit_metrics)
         metrics.update(self.validate_model(module))
         metrics.update(self.test_model(module))
@@ -239,6 +250,7 @@ class TrainEvaluator(Evaluator):
     def fit_model(
         self, model: nn.Module, max_epochs: int | None = None, *, num_classes: int | None = None,
         seed: int | None = None, limit_train_batches: float | None = None, progress: bool = False,
+        final: bool = False,
     ) -> ClassificationModule:
         """Train ``model`` (in place) on the training split with this evaluator's recipe.
 
@@ -249,6 +261,8 @@ class TrainEvaluator(Evaluator):
             seed: seed of the training run (``None``: the evaluator's ``seed``).
             limit_train_batches: batches per epoch (``None``: the evaluator's ``limit_train_batches``).
             progress: show Lightning's progress bar.
+            final: a final training (of the chosen network or a baseline): adds the weight average
+                (``ema_decay``) and :attr:`final_callbacks`.
 
         Returns:
             The trained module (BatchNorm statistics recalibrated); its ``fit_metrics`` hold
@@ -259,7 +273,11 @@ class TrainEvaluator(Evaluator):
         validate_recipe("fit_model: ", max_epochs=epochs, limit_train_batches=limit)
         module = self._wrap(model, num_classes)
         self._setup("fit")
-        trainer = self._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)], limit, progress)
+        callbacks: list[L.Callback] = []
+        if final:
+            callbacks += [*self.final_callbacks, *([EMAWeights(self.ema_decay)] if self.ema_decay else [])]
+        trainer = self._trainer(epochs, [*callbacks, RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)], limit,
+                                progress)
         with seeded(self.seed if seed is None else seed, self.deterministic), _quiet_lightning():
             trainer.fit(module, train_dataloaders=self.datamodule.train_dataloader())
         return module

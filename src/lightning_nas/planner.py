@@ -1,0 +1,280 @@
+"""``budget.time``: a run that plans its own time from measured training throughput.
+
+:class:`TimeBudget` measures how fast a few candidates train, splits the budget between the
+search and the final training (whose epochs it chooses), stops the search at its deadline (as a
+search listener: it lowers the strategy's ``num_samples`` once the next candidate would not fit),
+re-plans the final epochs for the chosen network from its own throughput, and stops the final
+training at the deadline if it runs late. Progress lines say how much time is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.results.history import History, Record
+from lightning_nas.spaces.base import SearchSpace
+
+__all__ = ["DeadlineCallback", "Plan", "TimeBudget", "format_seconds", "measure_throughput", "parse_duration",
+           "time_budget_from_config", "train_evaluator"]
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0, "m": 60.0, "min": 60.0, "mins": 60.0,
+          "minute": 60.0, "minutes": 60.0, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+          "": 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$")
+EVAL_SPEEDUP = 3.0
+"""Inference runs about this many times faster per image than a training step (forward + backward)."""
+EXPORT_SECONDS = 20.0
+"""Time set aside per exported model (ExecuTorch lowering, profiling, code package)."""
+
+
+def parse_duration(value: Any, key: str = "budget.time") -> float | None:
+    """Seconds in ``value``: ``"60min"``, ``"90s"``, ``"1.5h"``, ``"45m"`` or a number of seconds.
+
+    ``None`` (or an empty string) means no time budget. Raises a one-line ``ValueError`` naming ``key``.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).lower()) if isinstance(value, str) else None
+        if match is None or match.group(2) not in _UNITS:
+            raise ValueError(f"{key} must be a duration such as 60min, 90s or 1.5h, got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{key} must be a positive duration, got {value!r}")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """``h:mm:ss`` or ``m:ss``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int,
+                       steps: int = 4, channels_last: bool = False) -> float:
+    """Training images per second of ``model`` (forward, backward, AdamW step) on random data.
+
+    One untimed step first; the model's weights are restored afterwards.
+    """
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fmt = torch.channels_last if channels_last and len(input_shape) == 3 else torch.contiguous_format
+    model.train().to(memory_format=fmt)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch_size, *input_shape).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch_size,))
+    started = 0.0
+    for step in range(steps + 1):
+        if step == 1:
+            started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    seconds = time.perf_counter() - started
+    model.to(memory_format=torch.contiguous_format)
+    model.load_state_dict(state)
+    return steps * batch_size / max(seconds, 1e-9)
+
+
+@dataclass
+class Plan:
+    """What the planner chose: search size and deadline, final epochs, the figures behind them."""
+
+    evaluations: int
+    final_epochs: int
+    search_deadline: float
+    final_deadline: float
+    candidate_seconds: float
+    epoch_seconds: float
+
+
+class TimeBudget:
+    """Plans a run to fit ``total_s`` seconds from ``started`` and enforces the plan stage by stage.
+
+    Args:
+        total_s: the whole budget (``budget.time``), counted from ``started``.
+        started: ``time.perf_counter()`` at the start of the run (default: now).
+        final_fraction: share of the budget left to the final training when its epochs are chosen.
+        final_epochs: a fixed number of final epochs (the search gets what is left), or None.
+        reserve_s: seconds kept for what follows the final training (test, export, reports).
+        overhead: wall time of a real fit per second of pure compute (data, Lightning, metrics).
+        max_final_epochs: the most final epochs the planner chooses.
+    """
+
+    def __init__(self, total_s: float, started: float | None = None, *, final_fraction: float = 0.4,
+                 final_epochs: int | None = None, reserve_s: float = 0.0, overhead: float = 1.3,
+                 max_final_epochs: int = 300) -> None:
+        if not 0 < final_fraction < 1:
+            raise ValueError(f"budget.final_fraction must be in (0, 1), got {final_fraction!r}")
+        if final_epochs is not None and (not isinstance(final_epochs, int) or final_epochs < 1):
+            raise ValueError(f"budget.final_epochs must be None or an int >= 1, got {final_epochs!r}")
+        self.total_s, self.final_fraction, self.fixed_epochs = float(total_s), float(final_fraction), final_epochs
+        self.started = time.perf_counter() if started is None else started
+        self.reserve_s, self.overhead, self.max_final_epochs = float(reserve_s), float(overhead), max_final_epochs
+        self.plan: Plan | None = None
+        self.strategy: Any = None
+        self._search_started = self.started
+        self._done_at_start = 0
+        self._durations: list[float] = []
+
+    @property
+    def end(self) -> float:
+        return self.started + self.total_s
+
+    def left(self) -> float:
+        """Seconds left of the whole budget."""
+        return self.end - time.perf_counter()
+
+    # --- planning -------------------------------------------------------------------------------
+    def plan_search(self, space: SearchSpace, evaluator: Any, strategy: Any, workers: int = 1,
+                    samples: int = 3) -> Plan | None:
+        """Measure ``samples`` candidates' throughput, choose the final epochs and the search's size.
+
+        Sets ``strategy.num_samples`` to the planned evaluations (the deadline still decides).
+        None (nothing planned) when ``evaluator`` holds no :class:`TrainEvaluator`.
+        """
+        trainer = train_evaluator(evaluator)
+        if trainer is None:
+            return None
+        train_n, val_n, batch = _split_sizes(trainer)
+        rng = np.random.default_rng(0)
+        img_s = statistics.median(self._speed(space.build(space.sample(rng)), space, trainer) for _ in range(samples))
+        candidate_s = self.overhead * trainer.max_epochs * _images(trainer.limit_train_batches, train_n, batch) / img_s
+        candidate_s += val_n / (EVAL_SPEEDUP * img_s)
+        epoch_s = self.overhead * _images(trainer.final_limit_train_batches, train_n, batch) / img_s
+        final_end = self.end - self.reserve_s
+        epochs = self.fixed_epochs or self._epochs_for(self.final_fraction * (final_end - time.perf_counter()),
+                                                       epoch_s)
+        search_deadline = final_end - epochs * epoch_s - val_n / (EVAL_SPEEDUP * img_s)
+        search_s = max(0.0, search_deadline - time.perf_counter())
+        evaluations = max(1, math.floor(search_s * max(1, workers) / candidate_s))
+        self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s)
+        if strategy is not None and hasattr(strategy, "num_samples"):
+            strategy.num_samples, self.strategy = evaluations, strategy
+        log.info("time budget %s: %.0f img/s measured; a candidate ~%.0f s, a final epoch ~%.0f s -> up to %d "
+                 "candidates in %s, then %d final epochs; %s left", format_seconds(self.total_s), img_s,
+                 candidate_s, epoch_s, evaluations, format_seconds(search_s), epochs, format_seconds(self.left()))
+        return self.plan
+
+    def plan_final(self, space: SearchSpace, arch: Any, evaluator: Any) -> int | None:
+        """Choose the final epochs for ``arch`` from its throughput; set them and the deadline on ``evaluator``.
+
+        None (nothing changed) before :meth:`plan_search` planned, or without a :class:`TrainEvaluator`.
+        """
+        trainer = train_evaluator(evaluator)
+        if self.plan is None or trainer is None:
+            return None
+        plan = self.plan
+        train_n, _, batch = _split_sizes(trainer)
+        img_s = self._speed(space.build(arch), space, trainer)
+        epoch_s = self.calibration() * self.overhead * _images(trainer.final_limit_train_batches, train_n,
+                                                               batch) / img_s
+        available = plan.final_deadline - time.perf_counter()
+        epochs = self.fixed_epochs or self._epochs_for(available, epoch_s)
+        trainer.final_max_epochs = epochs
+        trainer.final_callbacks = [*trainer.final_callbacks, DeadlineCallback(self, plan.final_deadline)]
+        log.info("time budget: final training of %s for %d epochs (~%.0f s each, %s available); %s left",
+                 arch.digest(), epochs, epoch_s, format_seconds(available), format_seconds(self.left()))
+        return epochs
+
+    def calibration(self) -> float:
+        """Measured over planned seconds per candidate (median, clamped to [0.7, 2]); 1 before any candidate."""
+        if self.plan is None or not self._durations:
+            return 1.0
+        return min(2.0, max(0.7, statistics.median(self._durations) / self.plan.candidate_seconds))
+
+    def _speed(self, model: nn.Module, space: SearchSpace, evaluator: TrainEvaluator) -> float:
+        return measure_throughput(model, tuple(space.input_shape), space.num_classes, _split_sizes(evaluator)[2],
+                                  channels_last=bool(evaluator.recipe.get("channels_last")))
+
+    def _epochs_for(self, seconds: float, epoch_s: float) -> int:
+        return int(min(self.max_final_epochs, max(1, math.floor(seconds / epoch_s))))
+
+    def _require_plan(self) -> Plan:
+        if self.plan is None:
+            raise RuntimeError("TimeBudget.plan_search must run before plan_final")
+        return self.plan
+
+    # --- the search listener --------------------------------------------------------------------
+    def on_search_start(self, space: SearchSpace, history: History) -> None:
+        self._search_started, self._done_at_start = time.perf_counter(), len(history)
+
+    def on_candidate_end(self, record: Record, history: History) -> None:
+        """Stop the search once the next candidate would end after the search deadline; log the time left."""
+        plan = self._require_plan()
+        now = time.perf_counter()
+        if record.result.ok and record.result.duration_s > 0:
+            self._durations.append(record.result.duration_s)
+        done = max(1, len(history) - self._done_at_start)
+        per_candidate = (now - self._search_started) / done
+        stopping = now + per_candidate > plan.search_deadline
+        if stopping and self.strategy is not None and not self.strategy.done:
+            self.strategy.num_samples = self.strategy.num_told
+        log.info("time budget: %d candidates, %s left (search %s)", len(history), format_seconds(self.end - now),
+                 "ends now" if stopping else f"stops in {format_seconds(plan.search_deadline - now)}")
+
+
+class DeadlineCallback(L.Callback):
+    """Logs the time left after each epoch and stops training at ``deadline`` (``time.perf_counter()``)."""
+
+    def __init__(self, budget: TimeBudget, deadline: float) -> None:
+        self.budget, self.deadline = budget, deadline
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if time.perf_counter() >= self.deadline and not trainer.should_stop:
+            log.warning("time budget: final training stopped at its deadline in epoch %d", trainer.current_epoch + 1)
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log.info("time budget: final training epoch %d/%d done, %s left", trainer.current_epoch + 1,
+                 trainer.max_epochs or 0, format_seconds(self.budget.left()))
+
+
+def time_budget_from_config(budget: Any, started: float, export_top_k: int = 0) -> TimeBudget | None:
+    """The :class:`TimeBudget` the ``budget`` config node asks for (None without ``budget.time``)."""
+    total = parse_duration(budget.get("time"))
+    if total is None:
+        return None
+    reserve = 0.03 * total + EXPORT_SECONDS * max(0, int(export_top_k))
+    final_epochs = budget.get("final_epochs")
+    return TimeBudget(total, started, final_fraction=float(budget.get("final_fraction", 0.4)),
+                      final_epochs=None if final_epochs is None else int(final_epochs), reserve_s=reserve)
+
+
+def train_evaluator(evaluator: Any) -> TrainEvaluator | None:
+    """The :class:`TrainEvaluator` inside ``evaluator`` (wrappers keep theirs in ``.evaluator``), or None."""
+    while evaluator is not None and not isinstance(evaluator, TrainEvaluator):
+        evaluator = getattr(evaluator, "evaluator", None)
+    return evaluator
+
+
+def _split_sizes(evaluator: TrainEvaluator) -> tuple[int, int, int]:
+    """Training and validation images and the batch size of ``evaluator``'s data (set up on first use)."""
+    evaluator._setup("fit")
+    data: Any = evaluator.datamodule
+    return len(data.train_dataset), len(data.val_dataset), int(data.batch_size)
+
+
+def _images(limit: float, total: int, batch_size: int) -> float:
+    """Training images per epoch under Lightning's ``limit_train_batches``."""
+    batches = math.ceil(total / batch_size)
+    used = min(batches, int(limit)) if isinstance(limit, int) else int(batches * limit)
+    return max(1, used) * batch_size

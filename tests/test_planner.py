@@ -1,0 +1,144 @@
+"""budget.time: parsing, the planner's choices, the deadline, and a whole run kept within its budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+from torch import nn
+
+from lightning_nas.arch import Architecture
+from lightning_nas.config import register_configs
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.planner import (
+    DeadlineCallback,
+    TimeBudget,
+    format_seconds,
+    measure_throughput,
+    parse_duration,
+    time_budget_from_config,
+)
+from lightning_nas.results.history import History
+from lightning_nas.run import ConfigError, run
+from lightning_nas.spaces.efficient_convnet import EfficientConvNetSpace
+from lightning_nas.strategies.random_search import RandomSearch
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("60min", 3600), ("90s", 90), ("1.5h", 5400), ("45m", 2700),
+                                                ("2 minutes", 120), (30, 30), ("12", 12), (None, None), ("", None)])
+def test_parse_duration(text: object, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "10 parsecs", "-5s", "0s", "1h30"])
+def test_bad_duration_names_budget_time(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^budget\.time must be a"):
+        parse_duration(text)
+
+
+def test_format_seconds() -> None:
+    assert format_seconds(75) == "1:15"
+    assert format_seconds(3725) == "1:02:05"
+
+
+def test_measure_throughput_restores_the_weights() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert measure_throughput(model, (1, 8, 8), 3, batch_size=8, steps=2, channels_last=True) > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model[0].weight.is_contiguous()
+
+
+def _planned(total_s: float, **kwargs: object) -> tuple[TimeBudget, RandomSearch, TrainEvaluator,
+                                                        EfficientConvNetSpace]:
+    data = DigitsDataModule(max_train_samples=200, max_val_samples=60)
+    evaluator = TrainEvaluator(data, max_epochs=1, latency_repeats=1)
+    space = EfficientConvNetSpace((1, 8, 8), 10, width_multipliers=[0.5], depth_multipliers=[0.5])
+    strategy = RandomSearch(num_samples=1000)
+    budget = TimeBudget(total_s, **kwargs)  # type: ignore[arg-type]
+    assert budget.plan_search(space, evaluator, strategy) is not None
+    return budget, strategy, evaluator, space
+
+
+def test_plan_splits_the_budget_and_sets_the_strategy_size() -> None:
+    budget, strategy, _, _ = _planned(600.0, final_fraction=0.5, reserve_s=30.0)
+    plan = budget.plan
+    assert plan is not None and strategy.num_samples == plan.evaluations >= 1
+    assert plan.final_deadline == pytest.approx(budget.end - 30.0)
+    final_s = plan.final_deadline - plan.search_deadline
+    assert final_s >= plan.final_epochs * plan.epoch_seconds  # the planned epochs fit their share
+    assert final_s <= 0.5 * 570 + 2 * plan.epoch_seconds + 5
+
+
+def test_fixed_final_epochs_leave_the_rest_to_the_search() -> None:
+    budget, _, _, _ = _planned(600.0, final_epochs=3)
+    assert budget.plan is not None and budget.plan.final_epochs == 3
+
+
+def test_search_stops_when_the_next_candidate_would_miss_the_deadline() -> None:
+    budget, strategy, _, space = _planned(600.0)
+    assert budget.plan is not None
+    history = History(None)
+    budget.on_search_start(space, history)
+    arch = Architecture({})
+    record = history.append(arch, EvalResult("ok", {"search/val_acc": 0.5}, duration_s=1.0))
+    strategy.num_told = 1
+    budget.on_candidate_end(record, history)
+    assert not strategy.done  # 600 s left
+    budget.plan.search_deadline = time.perf_counter()  # the deadline has come
+    record = history.append(Architecture({"x": 1}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=1.0))
+    strategy.num_told = 2
+    budget.on_candidate_end(record, history)
+    assert strategy.done and strategy.num_samples == 2
+
+
+def test_plan_final_sets_epochs_and_a_deadline_callback() -> None:
+    budget, _, evaluator, space = _planned(600.0)
+    arch = space.sample(__import__("numpy").random.default_rng(1))
+    epochs = budget.plan_final(space, arch, SimpleNamespace(evaluator=evaluator))  # unwraps wrappers
+    assert epochs is not None and evaluator.final_max_epochs == epochs >= 1
+    assert any(isinstance(c, DeadlineCallback) for c in evaluator.final_callbacks)
+
+
+def test_deadline_callback_stops_training() -> None:
+    budget = TimeBudget(10.0)
+    trainer = SimpleNamespace(should_stop=False, current_epoch=0, max_epochs=5)
+    DeadlineCallback(budget, time.perf_counter() + 60).on_train_batch_end(trainer, None, None, None, 0)
+    assert not trainer.should_stop
+    DeadlineCallback(budget, time.perf_counter() - 1).on_train_batch_end(trainer, None, None, None, 0)
+    assert trainer.should_stop
+
+
+def test_config_without_time_plans_nothing() -> None:
+    assert time_budget_from_config(OmegaConf.create({"time": None}), 0.0) is None
+    budget = time_budget_from_config(OmegaConf.create({"time": "2min", "final_epochs": 4}), 0.0, export_top_k=1)
+    assert budget is not None and budget.total_s == 120 and budget.fixed_epochs == 4 and budget.reserve_s > 20
+
+
+def _cfg(tmp_path: Path, *overrides: str):
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[
+            "experiment=efficient_convnet", f"output_dir={tmp_path}", "logger=none", "progress=false",
+            "data.max_train_samples=600", "data.max_val_samples=200", "evaluator.max_epochs=1",
+            "evaluator.latency_repeats=3", "hardware.repeats=3", *overrides])
+
+
+def test_bad_budget_time_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^budget\.time must be a duration"):
+        run(_cfg(tmp_path, "budget.time=soon"))
+
+
+@pytest.mark.slow
+def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
+    budget_s = 40.0
+    summary = run(_cfg(tmp_path, f"budget.time={budget_s:.0f}s"))
+    assert 0.9 * budget_s <= summary["total_seconds"] <= 1.1 * budget_s, summary["total_seconds"]
+    assert summary["evaluations"] >= 2 and summary["test"]["test/acc"] > 0.1
