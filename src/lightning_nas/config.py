@@ -86,6 +86,13 @@ class EfficientConvNetConfig:
 
 
 @dataclass
+class HybridConvNetConfig(EfficientConvNetConfig):
+    _target_: str = "lightning_nas.spaces.HybridConvNetSpace"
+    block_types: list[str] = field(default_factory=lambda: ["mbconv", "conv", "residual"])
+    stage_stride_choices: list[list[int]] | None = None
+
+
+@dataclass
 class MacroConvNetConfig:
     _target_: str = "lightning_nas.spaces.MacroConvNetSpace"
     num_layers: list[int] = field(default_factory=lambda: [6, 8, 10, 12, 14, 16, 18, 20, 22])
@@ -490,7 +497,8 @@ class LightningNASConfig:
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "data": {"digits": DigitsConfig, "fashion_mnist": FashionMNISTConfig, "cifar10": CIFAR10Config,
              "image_folder": ImageFolderConfig},
-    "search_space": {"efficient_convnet": EfficientConvNetConfig, "macro_convnet": MacroConvNetConfig,
+    "search_space": {"efficient_convnet": EfficientConvNetConfig, "hybrid_convnet": HybridConvNetConfig,
+                     "macro_convnet": MacroConvNetConfig,
                      "darts_cell": DartsCellConfig, "nb201": NB201Config, "vit": VitSpaceConfig},
     "strategy": {"random": RandomConfig, "evolution": EvolutionConfig, "nsga2": NSGA2Config,
                  "supernet": SupernetConfig, "rl": RLConfig, "hyperband": HyperbandConfig,

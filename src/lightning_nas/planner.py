@@ -38,6 +38,8 @@ _UNITS = {"h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0, "m": 60.0,
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$")
 EVAL_SPEEDUP = 3.0
 """Inference runs about this many times faster per image than a training step (forward + backward)."""
+MIN_RESERVE_SECONDS = 4.0
+"""The least time set aside after the final training (validation, test, summary, reports)."""
 EXPORT_SECONDS = 20.0
 """Time set aside per exported model (ExecuTorch lowering, profiling, code package)."""
 
@@ -69,10 +71,10 @@ def format_seconds(seconds: float) -> str:
 
 
 def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int,
-                       steps: int = 4, channels_last: bool = False) -> float:
+                       steps: int = 4, channels_last: bool = False, warmup: int = 2) -> float:
     """Training images per second of ``model`` (forward, backward, AdamW step) on random data.
 
-    One untimed step first; the model's weights are restored afterwards.
+    ``warmup`` untimed steps first; the model's weights are restored afterwards.
     """
     state = {k: v.clone() for k, v in model.state_dict().items()}
     fmt = torch.channels_last if channels_last and len(input_shape) == 3 else torch.contiguous_format
@@ -81,8 +83,8 @@ def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_class
     x = torch.randn(batch_size, *input_shape).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch_size,))
     started = 0.0
-    for step in range(steps + 1):
-        if step == 1:
+    for step in range(steps + warmup):
+        if step == warmup:
             started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
@@ -188,6 +190,9 @@ class TimeBudget:
                                                                batch) / img_s
         available = plan.final_deadline - time.perf_counter()
         epochs = self.fixed_epochs or self._epochs_for(available, epoch_s)
+        limit = trainer.final_limit_train_batches
+        if not self.fixed_epochs and available < epoch_s and isinstance(limit, float):  # part of one epoch
+            trainer.final_limit_train_batches = max(0.05, limit * max(0.0, available) / epoch_s)
         trainer.final_max_epochs = epochs
         trainer.final_callbacks = [*trainer.final_callbacks, DeadlineCallback(self, plan.final_deadline)]
         log.info("time budget: final training of %s for %d epochs (~%.0f s each, %s available); %s left",
@@ -253,7 +258,7 @@ def time_budget_from_config(budget: Any, started: float, export_top_k: int = 0) 
     total = parse_duration(budget.get("time"))
     if total is None:
         return None
-    reserve = 0.03 * total + EXPORT_SECONDS * max(0, int(export_top_k))
+    reserve = max(0.03 * total, MIN_RESERVE_SECONDS) + EXPORT_SECONDS * max(0, int(export_top_k))
     final_epochs = budget.get("final_epochs")
     return TimeBudget(total, started, final_fraction=float(budget.get("final_fraction", 0.4)),
                       final_epochs=None if final_epochs is None else int(final_epochs), reserve_s=reserve)

@@ -34,6 +34,18 @@ SMALL: dict[str, dict[str, Any]] = {
         "stage_strides": [1, 2],
         "head_channels": 16,
     },
+    "hybrid_convnet": {
+        "width_multipliers": [0.5, 1.0],
+        "depth_multipliers": [0.5, 1.0],
+        "kernel_sizes": [3],
+        "expansions": [1, 3],
+        "stem_channels": 8,
+        "stage_channels": [8, 16],
+        "stage_depths": [1, 2],
+        "stage_strides": [1, 2],
+        "stage_stride_choices": [[1], [1, 2]],
+        "head_channels": 16,
+    },
     "macro_convnet": {
         "num_layers": [2, 3],
         "channels": [8, 16],
