@@ -127,8 +127,8 @@ def _cfg(tmp_path: Path, *overrides: str):
     with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
         return compose(config_name="config", overrides=[
             "experiment=efficient_convnet", f"output_dir={tmp_path}", "logger=none", "progress=false",
-            "data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200", "evaluator.max_epochs=1",
-            "evaluator.latency_repeats=3", "hardware.repeats=3", *overrides])
+            "data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200",
+            "evaluator.max_epochs=1", "evaluator.latency_repeats=3", "hardware.repeats=3", *overrides])
 
 
 def test_bad_budget_time_is_a_config_error(tmp_path: Path) -> None:

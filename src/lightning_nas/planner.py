@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["DeadlineCallback", "Plan", "TimeBudget", "format_seconds", "measure_throughput", "parse_duration",
-           "time_budget_from_config", "train_evaluator"]
+__all__ = ["DeadlineCallback", "Plan", "TimeBudget", "cpu_seconds", "format_seconds", "measure_throughput",
+           "parse_duration", "time_budget_from_config", "train_evaluator"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,12 @@ def parse_duration(value: Any, key: str = "budget.time") -> float | None:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{key} must be a positive duration, got {value!r}")
     return seconds
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished (waited-for) child processes, all threads."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def format_seconds(seconds: float) -> str:

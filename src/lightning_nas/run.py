@@ -27,7 +27,7 @@ from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.targets import HardwareEvaluator
 from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
-from lightning_nas.planner import time_budget_from_config
+from lightning_nas.planner import cpu_seconds, time_budget_from_config
 from lightning_nas.results.final_model import load_final_weights, save_final_model
 from lightning_nas.results.history import History
 from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
@@ -174,7 +174,7 @@ def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary."""
     _quiet_libraries()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     output_dir = resolve_output_dir(cfg)
     try:
         time_budget = time_budget_from_config(cfg.budget, started, int(cfg.export.top_k))
@@ -238,7 +238,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             else:  # candidates evaluated in parallel; the history is the sequential one (see executors.parallel)
                 run_search_parallel(space, search_strategy, search_evaluator, history, executor, score=objective,
                                     listeners=listeners, progress=bool(cfg.progress))
-    search_seconds = time.perf_counter() - started
+    search_seconds, search_cpu_seconds = time.perf_counter() - started, cpu_seconds() - cpu_started
 
     best = best_record(history, objective)
     best.arch.save(output_dir / "best" / "arch.json")
@@ -267,6 +267,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "evaluations": len(history),
         "failed": sum(not r.result.ok for r in history),
         "search_seconds": round(search_seconds, 2),
+        "search_cpu_seconds": round(search_cpu_seconds, 2),  # this process and its worker processes
         "final_training_seconds": round(final_seconds, 2),
         "final_training_cpu_seconds": round(final_cpu_seconds, 2),  # all threads of this process
         "total_seconds": round(time.perf_counter() - started, 2),
