@@ -42,7 +42,7 @@ from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
 from lightning_nas.export.profiler import profile_pte
 from lightning_nas.hardware.profile import count_macs, count_params
-from lightning_nas.planner import cpu_seconds
+from lightning_nas.planner import TimeBudget, cpu_seconds, format_seconds, measure_throughput, parse_duration
 from lightning_nas.run import build_node, run
 
 log = logging.getLogger("fashion_mnist")
@@ -58,6 +58,7 @@ QUICK_OVERRIDES = [  # a few hundred images, one epoch, three candidates: the CI
     "data.max_train_samples=256", "data.max_val_samples=64", "data.max_test_samples=64", "data.batch_size=64",
     "budget.evaluations=3", "budget.population_size=3", "evaluator.max_epochs=1", "evaluator.final_max_epochs=1",
     "evaluator.limit_train_batches=1.0", "evaluator.final_limit_train_batches=1.0", "evaluator.latency_repeats=2",
+    "budget.time=null",
 ]
 
 
@@ -227,6 +228,52 @@ def searched_figures(summary: dict[str, Any]) -> ModelFigures:
                         float(summary.get("final_training_cpu_seconds", float("nan"))), error)
 
 
+def plan_final_epochs(cfg: DictConfig, names: list[str], seconds: float, share: float = 0.6,
+                      cpu_fraction: float = 0.6, max_epochs: int = 100) -> int:
+    """Final epochs for the searched model and every baseline, so that the baselines fit in ``seconds``.
+
+    Each baseline's one-thread training throughput is measured (a few steps on random data). Two
+    limits: the slowest baseline, getting ``share`` of a core on average while it shares the cores,
+    ends within 90% of ``seconds`` (the rest is export and profiling); all baselines together use
+    at most ``cpu_fraction`` of the machine's CPU seconds, leaving the rest to the experiment.
+    """
+    datamodule = build_node(cfg, "data")
+    datamodule.setup("fit")
+    shape, classes = tuple(datamodule.input_shape), int(datamodule.num_classes)
+    images = len(datamodule.train_dataset) * float(cfg.evaluator.final_limit_train_batches or 1.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        epochs, cpu_per_epoch = max_epochs, 0.0
+        for name in names:
+            img_s = measure_throughput(build_baseline(name, shape, classes), shape, classes, datamodule.batch_size,
+                                       channels_last=bool(cfg.evaluator.get("channels_last")))
+            epoch_cpu = TimeBudget(seconds).overhead * images / img_s
+            cpu_per_epoch += epoch_cpu
+            epochs = min(epochs, max(1, math.floor(0.9 * seconds * share / epoch_cpu)))
+            log.info("time plan: %s trains ~%.0f img/s on one thread: ~%.0f CPU s per epoch", name, img_s, epoch_cpu)
+    finally:
+        torch.set_num_threads(threads)
+    cpu_limit = math.floor(cpu_fraction * (os.cpu_count() or 1) * seconds / max(cpu_per_epoch, 1e-9))
+    return max(1, min(epochs, cpu_limit))
+
+
+def plan_benchmark_time(cfg: DictConfig, names: list[str], started: float, parallel: bool) -> None:
+    """Fit the whole benchmark in ``budget.time``: one final-epoch count for every network (so that the
+    slowest parallel baseline fits), and the rest of the time to the experiment, which plans its search."""
+    total = parse_duration(cfg.budget.time)
+    assert total is not None
+    if names and not parallel:
+        raise SystemExit("budget.time needs the baselines in parallel workers (drop --sequential-baselines)")
+    if names:
+        epochs = cfg.budget.get("final_epochs") or plan_final_epochs(cfg, names, total)
+        cfg.budget.final_epochs, cfg.evaluator.final_max_epochs = epochs, epochs
+        log.info("time plan: every network trains %d final epochs", epochs)
+    left = total - (time.perf_counter() - started)
+    cfg.budget.time = f"{left:.0f}s"
+    log.info("time plan: %s of budget.time left for the experiment", format_seconds(left))
+
+
 def format_results(rows: list[ModelFigures], stages: dict[str, float], epochs: int,
                    stages_cpu: dict[str, float] | None = None) -> str:
     """Markdown tables: the models, the published figures and the wall (and CPU) seconds per stage."""
@@ -257,6 +304,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: 1 "
                         "while baseline workers run beside it, else all cores)")
+    parser.add_argument("--time", default=None, help="the whole benchmark's time budget (e.g. 55min; '' for "
+                        "none): final epochs from measured throughput, the search fills the rest (default: the "
+                        "preset's budget.time)")
     parser.add_argument("--latency-repeats", type=int, default=50, help="timed ExecuTorch runs per model")
     parser.add_argument("--baseline-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-config", type=Path, default=None, help=argparse.SUPPRESS)
@@ -282,6 +332,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = compose_config(args.preset, output, args.quick, args.data_dir, list(args.overrides))
     if args.quick:
         cfg.export.top_k = 1
+    if args.time is not None:
+        cfg.budget.time = args.time or None
+    if cfg.budget.get("time"):
+        plan_benchmark_time(cfg, names, started, parallel)
     jobs: list[BaselineJob] = []
     if parallel:
         baselines_dir.mkdir(parents=True, exist_ok=True)

@@ -328,6 +328,7 @@ class TrainEvaluatorConfig:
     final_limit_train_batches: float | None = None
     ema_decay: float = 0.0
     channels_last: bool = False
+    final_warmup_epochs: float | None = None
     latency_repeats: int = 20
     latency_threads: int = 1
     seed: int = II("seed")

@@ -141,7 +141,6 @@ class TimeBudget:
         self.strategy: Any = None
         self._search_started = self.started
         self._done_at_start = 0
-        self._durations: list[float] = []
 
     @property
     def end(self) -> float:
@@ -183,19 +182,23 @@ class TimeBudget:
         return self.plan
 
     def plan_final(self, space: SearchSpace, arch: Any, evaluator: Any) -> int | None:
-        """Choose the final epochs for ``arch`` from its throughput; set them and the deadline on ``evaluator``.
+        """Choose the final epochs for ``arch``; set them and the deadline on ``evaluator``.
 
-        None (nothing changed) before :meth:`plan_search` planned, or without a :class:`TrainEvaluator`.
+        Two short real fits of ``arch`` (k and 2k batches) give the seconds per batch and the fixed
+        cost of a fit. None (nothing changed) before :meth:`plan_search`, or without a :class:`TrainEvaluator`.
         """
         trainer = train_evaluator(evaluator)
         if self.plan is None or trainer is None:
             return None
         plan = self.plan
         train_n, _, batch = _split_sizes(trainer)
-        img_s = self._speed(space.build(arch), space, trainer)
-        epoch_s = self.calibration() * self.overhead * _images(trainer.final_limit_train_batches, train_n,
-                                                               batch) / img_s
-        available = plan.final_deadline - time.perf_counter()
+        per_epoch = _images(trainer.final_limit_train_batches, train_n, batch) / batch
+        k = int(max(2, min(20, per_epoch // 10)))
+        short, long = (self._probe(space, arch, trainer, n) for n in (k, 2 * k))
+        per_batch = max((long - short) / k, 0.3 * long / (2 * k))  # a noisy difference is bounded below
+        fixed = max(0.0, short - k * per_batch)
+        epoch_s = per_epoch * per_batch
+        available = plan.final_deadline - time.perf_counter() - fixed
         epochs = self.fixed_epochs or self._epochs_for(available, epoch_s)
         limit = trainer.final_limit_train_batches
         if not self.fixed_epochs and available < epoch_s and isinstance(limit, float):  # part of one epoch
@@ -206,11 +209,13 @@ class TimeBudget:
                  arch.digest(), epochs, epoch_s, format_seconds(available), format_seconds(self.left()))
         return epochs
 
-    def calibration(self) -> float:
-        """Measured over planned seconds per candidate (median, clamped to [0.7, 2]); 1 before any candidate."""
-        if self.plan is None or not self._durations:
-            return 1.0
-        return min(2.0, max(0.7, statistics.median(self._durations) / self.plan.candidate_seconds))
+    @staticmethod
+    def _probe(space: SearchSpace, arch: Any, evaluator: TrainEvaluator, batches: int) -> float:
+        """Wall seconds of a real ``batches``-batch fit of ``arch`` (data, Lightning, BN recalibration)."""
+        started = time.perf_counter()
+        evaluator.fit_model(evaluator.build(space, arch), 1, num_classes=space.num_classes,
+                            limit_train_batches=batches)
+        return time.perf_counter() - started
 
     def _speed(self, model: nn.Module, space: SearchSpace, evaluator: TrainEvaluator) -> float:
         return measure_throughput(model, tuple(space.input_shape), space.num_classes, _split_sizes(evaluator)[2],
@@ -232,8 +237,6 @@ class TimeBudget:
         """Stop the search once the next candidate would end after the search deadline; log the time left."""
         plan = self._require_plan()
         now = time.perf_counter()
-        if record.result.ok and record.result.duration_s > 0:
-            self._durations.append(record.result.duration_s)
         done = max(1, len(history) - self._done_at_start)
         per_candidate = (now - self._search_started) / done
         stopping = now + per_candidate > plan.search_deadline

@@ -131,6 +131,7 @@ class TrainEvaluator(Evaluator):
         ema_decay: decay of an exponential moving average of the weights in final fits (the
             averaged weights are kept); 0 turns it off.
         channels_last: train in the channels-last memory format (faster convolutions on CPUs).
+        final_warmup_epochs: warm-up epochs of final fits (``None``: ``warmup_epochs``).
         latency_repeats: timed forward passes for the latency metrics.
         latency_threads: CPU threads for the latency metrics.
         seed: base seed.
@@ -162,6 +163,7 @@ class TrainEvaluator(Evaluator):
         final_limit_train_batches: float | None = None,
         ema_decay: float = 0.0,
         channels_last: bool = False,
+        final_warmup_epochs: float | None = None,
         latency_repeats: int = 20,
         latency_threads: int = 1,
         seed: int = 0,
@@ -180,6 +182,8 @@ class TrainEvaluator(Evaluator):
             low = 0 if key == "seed" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"evaluator.{key} must be an int >= {low}, got {value!r}")
+        if final_warmup_epochs is not None:
+            validate_recipe("evaluator.final_", warmup_epochs=final_warmup_epochs)
         if isinstance(ema_decay, bool) or not isinstance(ema_decay, int | float) or not 0 <= ema_decay < 1:
             raise ValueError(f"evaluator.ema_decay must be in [0, 1), got {ema_decay!r}")
         if not isinstance(accelerator, str) or not accelerator:
@@ -190,6 +194,7 @@ class TrainEvaluator(Evaluator):
                                        "momentum": momentum, "label_smoothing": label_smoothing,
                                        "warmup_epochs": warmup_epochs, "channels_last": bool(channels_last)}
         self.ema_decay = float(ema_decay)
+        self.final_warmup_epochs = warmup_epochs if final_warmup_epochs is None else final_warmup_epochs
         self.final_callbacks: list[L.Callback] = []
         """Extra callbacks of final fits (a time budget's deadline, say)."""
         self.final_max_epochs = max_epochs if final_max_epochs is None else final_max_epochs
@@ -271,7 +276,7 @@ class TrainEvaluator(Evaluator):
         epochs = self.max_epochs if max_epochs is None else max_epochs
         limit = self.limit_train_batches if limit_train_batches is None else limit_train_batches
         validate_recipe("fit_model: ", max_epochs=epochs, limit_train_batches=limit)
-        module = self._wrap(model, num_classes)
+        module = self._wrap(model, num_classes, final)
         self._setup("fit")
         callbacks: list[L.Callback] = []
         if final:
@@ -325,13 +330,14 @@ class TrainEvaluator(Evaluator):
             self.datamodule.setup(stage)
             self._stages.add(stage)
 
-    def _wrap(self, model: nn.Module, num_classes: int | None) -> ClassificationModule:
+    def _wrap(self, model: nn.Module, num_classes: int | None, final: bool = False) -> ClassificationModule:
         if isinstance(model, ClassificationModule):
             return model
         classes = num_classes if num_classes is not None else getattr(self.datamodule, "num_classes", None)
         if classes is None:
             raise ValueError("num_classes is needed: pass it or give the datamodule a num_classes attribute")
-        return ClassificationModule(model, int(classes), **self.recipe)
+        recipe = {**self.recipe, "warmup_epochs": self.final_warmup_epochs} if final else self.recipe
+        return ClassificationModule(model, int(classes), **recipe)
 
     def _trainer(self, max_epochs: int, callbacks: list[L.Callback] | None = None,
                  limit_train_batches: float | None = None, progress: bool = False) -> L.Trainer:
