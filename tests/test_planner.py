@@ -122,12 +122,20 @@ def test_config_without_time_plans_nothing() -> None:
     assert budget is not None and budget.total_s == 120 and budget.fixed_epochs == 4 and budget.reserve_s > 20
 
 
+def test_final_epochs_fill_the_time_with_a_share_of_each_epoch() -> None:
+    budget, _, evaluator, space = _planned(600.0)
+    assert budget.plan is not None
+    budget.plan.final_deadline = time.perf_counter() + 0.5  # less than one epoch left
+    epochs = budget.plan_final(space, space.sample(__import__("numpy").random.default_rng(2)), evaluator)
+    assert epochs == 1 and 0.05 <= evaluator.final_limit_train_batches < 1.0
+
+
 def _cfg(tmp_path: Path, *overrides: str):
     register_configs()
     with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
         return compose(config_name="config", overrides=[
             "experiment=efficient_convnet", f"output_dir={tmp_path}", "logger=none", "progress=false",
-            "data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200",
+            "data.max_train_samples=1000", "data.max_val_samples=200", "data.max_test_samples=200",
             "evaluator.max_epochs=1", "evaluator.latency_repeats=3", "hardware.repeats=3", *overrides])
 
 

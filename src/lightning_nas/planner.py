@@ -39,7 +39,7 @@ _UNITS = {"h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0, "m": 60.0,
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$")
 EVAL_SPEEDUP = 3.0
 """Inference runs about this many times faster per image than a training step (forward + backward)."""
-MIN_RESERVE_SECONDS = 4.0
+MIN_RESERVE_SECONDS = 2.5
 """The least time set aside after the final training (validation, test, summary, reports)."""
 EXPORT_SECONDS = 20.0
 """Time set aside per exported model (ExecuTorch lowering, profiling, code package)."""
@@ -193,16 +193,18 @@ class TimeBudget:
         plan = self.plan
         train_n, _, batch = _split_sizes(trainer)
         per_epoch = _images(trainer.final_limit_train_batches, train_n, batch) / batch
-        k = int(max(2, min(20, per_epoch // 10)))
+        k = int(max(4, min(20, per_epoch // 5)))
         short, long = (self._probe(space, arch, trainer, n) for n in (k, 2 * k))
         per_batch = max((long - short) / k, 0.3 * long / (2 * k))  # a noisy difference is bounded below
         fixed = max(0.0, short - k * per_batch)
         epoch_s = per_epoch * per_batch
         available = plan.final_deadline - time.perf_counter() - fixed
-        epochs = self.fixed_epochs or self._epochs_for(available, epoch_s)
+        epochs = self.fixed_epochs or self._epochs_for(available, epoch_s, math.ceil)
         limit = trainer.final_limit_train_batches
-        if not self.fixed_epochs and available < epoch_s and isinstance(limit, float):  # part of one epoch
-            trainer.final_limit_train_batches = max(0.05, limit * max(0.0, available) / epoch_s)
+        if not self.fixed_epochs and isinstance(limit, float) and epochs * epoch_s > available:
+            # the last part of an epoch would not fit: every epoch takes the same share of the images instead
+            trainer.final_limit_train_batches = max(0.05, limit * max(0.0, available) / (epochs * epoch_s))
+            epoch_s *= trainer.final_limit_train_batches / limit
         trainer.final_max_epochs = epochs
         trainer.final_callbacks = [*trainer.final_callbacks, DeadlineCallback(self, plan.final_deadline)]
         log.info("time budget: final training of %s for %d epochs (~%.0f s each, %s available); %s left",
@@ -221,8 +223,8 @@ class TimeBudget:
         return measure_throughput(model, tuple(space.input_shape), space.num_classes, _split_sizes(evaluator)[2],
                                   channels_last=bool(evaluator.recipe.get("channels_last")))
 
-    def _epochs_for(self, seconds: float, epoch_s: float) -> int:
-        return int(min(self.max_final_epochs, max(1, math.floor(seconds / epoch_s))))
+    def _epochs_for(self, seconds: float, epoch_s: float, rounding: Any = math.floor) -> int:
+        return int(min(self.max_final_epochs, max(1, rounding(seconds / epoch_s))))
 
     def _require_plan(self) -> Plan:
         if self.plan is None:

@@ -52,7 +52,7 @@ class HybridConvNetSpace(EfficientConvNetSpace):
         block_types: the block kinds to choose from (a single one fixes it).
         stage_stride_choices: per stage, the strides (1, 2) its first block may take; None keeps
             ``stage_strides``.
-        kwargs: passed to :class:`EfficientConvNetSpace`.
+        width_multipliers, ...: as in :class:`EfficientConvNetSpace`.
 
     Example:
         >>> space = HybridConvNetSpace((1, 28, 28), 10, stage_stride_choices=[[1], [1, 2], [2], [1, 2]])
@@ -62,12 +62,32 @@ class HybridConvNetSpace(EfficientConvNetSpace):
 
     name = "hybrid_convnet"
 
-    def __init__(self, input_shape: tuple[int, int, int] | list[int], num_classes: int,
-                 block_types: Sequence[str] = BLOCK_TYPES, stage_stride_choices: Sequence[Sequence[int]] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int] | list[int],
+        num_classes: int,
+        block_types: Sequence[str] = BLOCK_TYPES,
+        stage_stride_choices: Sequence[Sequence[int]] | None = None,
+        width_multipliers: Sequence[float] = (0.5, 0.75, 1.0, 1.5, 2.0),
+        depth_multipliers: Sequence[float] = (0.5, 1.0, 1.5, 2.0),
+        kernel_sizes: Sequence[int] = (3, 5, 7),
+        expansions: Sequence[int] = (1, 3, 6),
+        se_ratios: Sequence[float] = (0.0, 0.25),
+        resolutions: Sequence[int] | None = None,
+        stem_channels: int = 16,
+        stage_channels: Sequence[int] = (16, 24, 40, 80),
+        stage_depths: Sequence[int] = (1, 2, 2, 1),
+        stage_strides: Sequence[int] = (1, 2, 2, 1),
+        stem_stride: int | None = None,
+        head_channels: int = 160,
+        activation: str = "swish",
+        dropout: float = 0.0,
+    ) -> None:
         self.block_types = check_values("block_types", block_types, lambda v: v in BLOCK_TYPES,
                                         f"names from {list(BLOCK_TYPES)}")
-        super().__init__(input_shape, num_classes, **kwargs)
+        super().__init__(input_shape, num_classes, width_multipliers, depth_multipliers, kernel_sizes, expansions,
+                         se_ratios, resolutions, stem_channels, stage_channels, stage_depths, stage_strides,
+                         stem_stride, head_channels, activation, dropout)
         if stage_stride_choices is None:
             self.stride_choices = [[s] for s in self.stage_strides]
         else:
