@@ -1,0 +1,52 @@
+"""hybrid_convnet: block types and stride choices build the networks they name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_nas.baselines import resnet_small
+from lightning_nas.hardware.profile import count_macs
+from lightning_nas.spaces import HybridConvNetSpace
+from lightning_nas.spaces.hybrid_convnet import ResidualBlock
+
+SMALL = {"width_multipliers": [1.0], "depth_multipliers": [1.0], "kernel_sizes": [3], "expansions": [3],
+         "se_ratios": [0.0], "resolutions": [28], "stem_stride": 2, "stem_channels": 8, "stage_channels": [8, 16],
+         "stage_depths": [1, 1], "stage_strides": [1, 2], "head_channels": 0}
+
+
+def _arch(space: HybridConvNetSpace, **values: str) -> dict[str, str]:
+    return {label: values.get(label, str(choice.candidates[0])) for label, choice in space.decisions.items()}
+
+
+@pytest.mark.parametrize(("kind", "module"), [("residual", ResidualBlock), ("conv", nn.Sequential)])
+def test_block_type_builds_that_block(kind: str, module: type) -> None:
+    space = HybridConvNetSpace((1, 28, 28), 10, **SMALL)
+    arch = _arch(space, **{"stage0/block0/type": kind, "stage1/block0/type": kind})
+    net = space.build(arch)
+    block = net.stage0[0]
+    assert isinstance(block, module)
+    assert not any(isinstance(m, ResidualBlock) for m in net.modules()) or kind == "residual"
+    assert "stage0/block0/kernel" not in space.active_labels(arch)  # MBConv's decisions do not count
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_stride_choice_sets_where_the_network_downsamples() -> None:
+    space = HybridConvNetSpace((1, 28, 28), 10, stage_stride_choices=[[1], [1, 2]], **SMALL)
+    assert "stage1/stride" in space.decisions
+    macs = {s: count_macs(space.build(_arch(space, **{"stage1/stride": s})), (1, 28, 28)) for s in ("1", "2")}
+    assert macs["1"] > 1.3 * macs["2"]  # stage 1 runs at 14x14 instead of 7x7
+
+
+def test_bad_block_type_and_stride_lists_are_named() -> None:
+    with pytest.raises(ValueError, match="block_types"):
+        HybridConvNetSpace((1, 28, 28), 10, block_types=["transformer"], **SMALL)
+    with pytest.raises(ValueError, match="stage_stride_choices"):
+        HybridConvNetSpace((1, 28, 28), 10, stage_stride_choices=[[1]], **SMALL)
+
+
+def test_resnet_small_baseline_has_about_the_two_conv_cnn_macs() -> None:
+    model = resnet_small((1, 28, 28), 10)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert 2.5e6 < count_macs(model, (1, 28, 28)) < 5e6
