@@ -78,8 +78,10 @@ def test_plan_splits_the_budget_and_sets_the_strategy_size() -> None:
 
 
 def test_fixed_final_epochs_leave_the_rest_to_the_search() -> None:
-    budget, _, _, _ = _planned(600.0, final_epochs=3)
+    budget, _, evaluator, space = _planned(600.0, final_epochs=3)
     assert budget.plan is not None and budget.plan.final_epochs == 3
+    assert budget.plan_final(space, space.sample(__import__("numpy").random.default_rng(1)), evaluator) == 3
+    assert evaluator.final_max_epochs == 3 and isinstance(evaluator.final_callbacks[-1], DeadlineCallback)
 
 
 def test_search_stops_when_the_next_candidate_would_miss_the_deadline() -> None:

@@ -41,7 +41,7 @@ EVAL_SPEEDUP = 3.0
 """Inference runs about this many times faster per image than a training step (forward + backward)."""
 MIN_RESERVE_SECONDS = 2.5
 """The least time set aside after the final training (validation, test, summary, reports)."""
-EXPORT_SECONDS = 20.0
+EXPORT_SECONDS = 30.0
 """Time set aside per exported model (ExecuTorch lowering, profiling, code package)."""
 
 
@@ -173,6 +173,9 @@ class TimeBudget:
         search_deadline = final_end - epochs * epoch_s - val_n / (EVAL_SPEEDUP * img_s)
         search_s = max(0.0, search_deadline - time.perf_counter())
         evaluations = max(1, math.floor(search_s * max(1, workers) / candidate_s))
+        if search_s < candidate_s:
+            log.warning("time budget: %d final epochs (~%.0f s each) leave %.0f s for the search, less than one "
+                        "candidate (~%.0f s); one candidate is scored anyway", epochs, epoch_s, search_s, candidate_s)
         self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s)
         if strategy is not None and hasattr(strategy, "num_samples"):
             strategy.num_samples, self.strategy = evaluations, strategy
@@ -191,17 +194,23 @@ class TimeBudget:
         if self.plan is None or trainer is None:
             return None
         plan = self.plan
+        if self.fixed_epochs:  # nothing to choose: only the deadline
+            trainer.final_max_epochs = self.fixed_epochs
+            trainer.final_callbacks = [*trainer.final_callbacks, DeadlineCallback(self, plan.final_deadline)]
+            log.info("time budget: final training of %s for %d epochs; %s left", arch.digest(), self.fixed_epochs,
+                     format_seconds(self.left()))
+            return self.fixed_epochs
         train_n, _, batch = _split_sizes(trainer)
         per_epoch = _images(trainer.final_limit_train_batches, train_n, batch) / batch
-        k = int(max(4, min(20, per_epoch // 5)))
+        k = int(max(3, min(10, per_epoch // 10)))
         short, long = (self._probe(space, arch, trainer, n) for n in (k, 2 * k))
         per_batch = max((long - short) / k, 0.3 * long / (2 * k))  # a noisy difference is bounded below
         fixed = max(0.0, short - k * per_batch)
         epoch_s = per_epoch * per_batch
         available = plan.final_deadline - time.perf_counter() - fixed
-        epochs = self.fixed_epochs or self._epochs_for(available, epoch_s, math.ceil)
+        epochs = self._epochs_for(available, epoch_s, math.ceil)
         limit = trainer.final_limit_train_batches
-        if not self.fixed_epochs and isinstance(limit, float) and epochs * epoch_s > available:
+        if isinstance(limit, float) and epochs * epoch_s > available:
             # the last part of an epoch would not fit: every epoch takes the same share of the images instead
             trainer.final_limit_train_batches = max(0.05, limit * max(0.0, available) / (epochs * epoch_s))
             epoch_s *= trainer.final_limit_train_batches / limit
