@@ -1,0 +1,139 @@
+"""Supernet scoring speed (subnets/s, BN recalibration included) and ranking stability (Kendall tau).
+
+1. Train a weight-sharing supernet on scikit-learn digits with :class:`SupernetModule` (the reduced
+   ``EfficientConvNetSpace`` of ``supernet_correlation.py``), seeded and single-threaded, so the same
+   code trains the same weights.
+2. Score ``--num-archs`` distinct random architectures with :class:`SupernetEvaluator` at batch
+   ``--batch-size`` (``freeze`` + BN recalibration on ``--calibration-batches`` cached training
+   batches + accuracy on the whole validation split) and report subnets/s (the median of
+   ``--repeats`` passes over the same architectures).
+3. With ``--record FILE`` write the scores; otherwise compare them with the recorded ones
+   (``benchmarks/supernet_scores_baseline.json``, recorded before the scoring path was changed):
+   Kendall tau over the architectures, and the largest absolute difference.
+
+Usage::
+
+    python benchmarks/supernet_scoring.py
+    python benchmarks/supernet_scoring.py --record benchmarks/supernet_scores_baseline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from scipy import stats
+
+from lightning_nas.arch import Architecture
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.evaluators.supernet import SupernetEvaluator
+from lightning_nas.evaluators.train import seeded
+from lightning_nas.spaces import EfficientConvNetSpace
+from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.supernet import SupernetModule
+
+BASELINE = Path(__file__).with_name("supernet_scores_baseline.json")
+
+
+def make_space(input_shape: tuple[int, int, int], num_classes: int) -> SearchSpace:
+    """The reduced efficient_convnet space of ``supernet_correlation.py`` (8x8 input only)."""
+    return EfficientConvNetSpace(input_shape, num_classes, resolutions=(8,), width_multipliers=(0.5, 0.75, 1.0),
+                                 depth_multipliers=(0.5, 1.0), kernel_sizes=(3, 5), expansions=(1, 3, 6),
+                                 head_channels=128)
+
+
+def train_supernet(space: SearchSpace, args: argparse.Namespace) -> SupernetModule:
+    datamodule = DigitsDataModule(batch_size=64, val_fraction=0.25, seed=args.seed)
+    with seeded(args.seed):
+        module = SupernetModule(space, optimizer="sgd", lr=0.05, seed=args.seed)
+        trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, limit_val_batches=0)
+        trainer.fit(module, datamodule=datamodule)
+    return module
+
+
+def architectures(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
+    """``count`` distinct architectures drawn with ``seed``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    found: dict[Architecture, None] = {}
+    while len(found) < count:
+        found.setdefault(space.sample(rng))
+    return list(found)
+
+
+def score_all(evaluator: SupernetEvaluator, space: SearchSpace, archs: list[Architecture]) -> tuple[list[float], float]:
+    """Validation accuracies of ``archs`` and the wall time of scoring them all."""
+    start = time.perf_counter()
+    results = [evaluator.evaluate(space, arch) for arch in archs]
+    elapsed = time.perf_counter() - start
+    failed = [r.error for r in results if not r.ok]
+    if failed:
+        raise RuntimeError(f"{len(failed)} subnets failed, first: {failed[0]}")
+    return [r.metrics["search/val_acc"] for r in results], elapsed
+
+
+def compare(archs: list[Architecture], scores: list[float], baseline: dict[str, Any]) -> str:
+    """Kendall tau and the largest score difference against the recorded scores."""
+    recorded = {json.dumps(a, sort_keys=True): s for a, s in zip(baseline["archs"], baseline["scores"], strict=True)}
+    pairs = [(recorded[key], s) for arch, s in zip(archs, scores, strict=True)
+             if (key := json.dumps(arch.to_dict(), sort_keys=True)) in recorded]
+    if len(pairs) < 2:
+        return "no recorded scores for these architectures (different settings?)"
+    old, new = zip(*pairs, strict=True)
+    tau = stats.kendalltau(old, new).statistic
+    worst = max(abs(a - b) for a, b in pairs)
+    return f"Kendall tau vs recorded scores = {tau:.4f} over {len(pairs)} subnets; max |difference| = {worst:.4f}"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=8, help="supernet training epochs")
+    parser.add_argument("--num-archs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=256, help="batch size of scoring")
+    parser.add_argument("--calibration-batches", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes over the architectures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--record", type=Path, default=None, help="write the scores here instead of comparing")
+    parser.add_argument("--baseline", type=Path, default=BASELINE)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    space = make_space((1, 8, 8), 10)
+    module = train_supernet(space, args)
+    data = DigitsDataModule(batch_size=args.batch_size, val_fraction=0.25, seed=args.seed)
+    evaluator = SupernetEvaluator(module, data, calibration_batches=args.calibration_batches, measure_hardware=False)
+    archs = architectures(space, args.num_archs, args.seed + 1)
+    scores, _ = score_all(evaluator, space, archs)  # warm-up pass (also caches the batches)
+    times = [score_all(evaluator, space, archs)[1] for _ in range(args.repeats)]
+    rate = len(archs) / statistics.median(times)
+    print(f"supernet scoring: {rate:.1f} subnets/s (median of {args.repeats} passes over {len(archs)} subnets; "
+          f"batch {args.batch_size}, {args.calibration_batches} calibration batches, full validation split, "
+          f"{args.threads} thread(s))")
+    if args.record is not None:
+        payload = {"settings": {k: v for k, v in vars(args).items() if k not in ("record", "baseline")},
+                   "archs": [a.to_dict() for a in archs], "scores": scores}
+        args.record.write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"recorded {len(scores)} scores in {args.record}")
+    elif args.baseline.exists():
+        print(compare(archs, scores, json.loads(args.baseline.read_text())))
+    else:
+        print(f"no recorded scores at {args.baseline}")
+
+
+if __name__ == "__main__":
+    main()
