@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_nas.nn.batchnorm import recalibrate_bn
 
 __all__ = [
     "OPTIMIZERS",
@@ -22,7 +24,8 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adamw")
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+recalibrate_batchnorm = recalibrate_bn
+"""The project's one BN recalibration, :func:`lightning_nas.nn.recalibrate_bn` (kept under its old name)."""
 
 
 def validate_recipe(prefix: str = "", **values: Any) -> None:
@@ -214,40 +217,4 @@ class RecalibrateBatchNorm(L.Callback):
             return
         limit = min(self.num_batches, trainer.num_training_batches)  # inf for iterable datasets
         inputs = (pl_module.transfer_batch_to_device(batch[0], pl_module.device, 0) for batch in loader)
-        recalibrate_batchnorm(pl_module, itertools.islice(inputs, int(limit)))
-
-
-def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor]) -> int:
-    """Recompute every tracked BatchNorm's running statistics of ``model`` from ``inputs``.
-
-    Args:
-        model: the network; its training flags and BN momenta are restored afterwards.
-        inputs: input batches on the model's device.
-
-    Returns:
-        The number of batches used (statistics are left untouched when 0).
-    """
-    norms = [m for m in model.modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats]
-    iterator = iter(inputs)
-    first = next(iterator, None) if norms else None
-    if first is None:
-        return 0
-    flags = [(m, m.training) for m in model.modules()]
-    momenta = [m.momentum for m in norms]
-    used = 0
-    try:
-        model.eval()
-        for norm in norms:
-            norm.reset_running_stats()
-            norm.momentum = None
-            norm.train()
-        with torch.no_grad():
-            for x in itertools.chain([first], iterator):
-                model(x)
-                used += 1
-    finally:
-        for norm, momentum in zip(norms, momenta, strict=True):
-            norm.momentum = momentum
-        for module, training in flags:
-            module.training = training
-    return used
+        recalibrate_bn(pl_module, itertools.islice(inputs, int(limit)))

@@ -19,10 +19,10 @@ from torch import nn
 
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult, Evaluator
-from lightning_nas.evaluators.classifier import recalibrate_batchnorm
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.hardware.profile import count_params, profile_model
 from lightning_nas.nn import freeze, has_choices
+from lightning_nas.nn.batchnorm import recalibrate_bn
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.supernet import SupernetModule, SupernetSpace
 
@@ -31,20 +31,6 @@ __all__ = ["RETRAIN_MODES", "SupernetEvaluator", "ValScore", "recalibrate_bn", "
 log = logging.getLogger(__name__)
 
 RETRAIN_MODES = ("scratch", "finetune")
-
-
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
-    """Re-estimate the running statistics of every BatchNorm layer of ``model`` from ``batches``.
-
-    The same procedure as :func:`~lightning_nas.evaluators.classifier.recalibrate_batchnorm`
-    (cumulative average over train-mode BN forwards under ``no_grad``, other layers in eval mode,
-    momenta and training flags restored).
-
-    Example:
-        >>> recalibrate_bn(subnet, [x for x, _ in calibration_loader])  # doctest: +SKIP
-        5
-    """
-    return recalibrate_batchnorm(model, batches)
 
 
 ValScore = Callable[[nn.Module, Sequence[tuple[torch.Tensor, torch.Tensor]]], float]
@@ -67,7 +53,7 @@ def _device_of(model: nn.Module) -> torch.device:
 class SupernetEvaluator(Evaluator):
     """Scores a path of a trained supernet with inherited weights; never raises for a bad candidate.
 
-    For each architecture: ``freeze`` the path (a plain copy with the supernet's weights),
+    For each architecture: ``freeze`` the path (sharing the supernet's weights, BN statistics copied),
     :func:`recalibrate_bn` on ``calibration_batches`` training batches, then accuracy on the
     validation batches (``search/val_acc``). Both sets of batches are read once and cached as
     tensors on the supernet's device, so every subnet sees the same data. ``model/params``
@@ -171,7 +157,7 @@ class SupernetEvaluator(Evaluator):
 
     def subnet(self, arch: Architecture) -> nn.Module:
         """The frozen path ``arch`` with inherited weights and recalibrated BN, in eval mode."""
-        model = freeze(self.supernet, arch)
+        model = freeze(self.supernet, arch, share_weights=True)
         if self.calibration_batches:
             recalibrate_bn(model, self._calibration_batches())
         return model.eval()

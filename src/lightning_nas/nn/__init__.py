@@ -1,5 +1,6 @@
 """Choice modules for search spaces, and the operations on models that contain them."""
 
+from lightning_nas.nn.batchnorm import recalibrate_bn
 from lightning_nas.nn.choices import (
     ChoiceExpr,
     DerivedValue,
@@ -38,6 +39,7 @@ __all__ = [
     "has_choices",
     "make_divisible",
     "max_of",
+    "recalibrate_bn",
     "resolve",
     "sample",
     "validate",

@@ -3,6 +3,9 @@
 Each constructor returns the plain ``torch.nn`` layer when every size is a plain number
 (which is what happens inside :func:`~lightning_nas.nn.fixed_arch`), so frozen candidates
 and supernets share parameter names and a frozen candidate can inherit supernet weights.
+``freeze_module`` returns a plain layer whose parameters are views of the elastic layer's
+(no copy) and whose BatchNorm statistics are copies; :func:`~lightning_nas.nn.freeze` copies
+the views unless asked to share them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ def _copy_into(target: nn.Parameter | torch.Tensor | None, source: torch.Tensor 
     if target is not None and source is not None:
         with torch.no_grad():
             target.copy_(source)
+
+
+def _share(plain: nn.Module, name: str, source: torch.Tensor | None) -> None:
+    """Make ``plain.<name>`` a parameter viewing ``source`` (no copy): the frozen layer uses the supernet's storage."""
+    if source is not None and getattr(plain, name, None) is not None:
+        setattr(plain, name, nn.Parameter(source.detach(), requires_grad=source.requires_grad))
 
 
 class ElasticConv2d(Switchable):
@@ -80,10 +89,10 @@ class ElasticConv2d(Switchable):
         plain = nn.Conv2d(cin, cin if self.depthwise else cout, k, stride=self.stride,
                           padding=self.dilation * (k - 1) // 2, dilation=self.dilation,
                           groups=cin if self.depthwise else 1, bias=self.bias is not None,
-                          device=self.weight.device, dtype=self.weight.dtype)
+                          device="meta", dtype=self.weight.dtype)
         weight, bias = self._sliced(cin, plain.out_channels, k)
-        _copy_into(plain.weight, weight)
-        _copy_into(plain.bias, bias)
+        _share(plain, "weight", weight)
+        _share(plain, "bias", bias)
         return plain
 
 
@@ -119,7 +128,9 @@ class ElasticBatchNorm2d(Switchable):
     def freeze_module(self) -> nn.Module:
         c = int(resolve(self.num_features))
         plain = nn.BatchNorm2d(c, eps=self.eps, momentum=self.momentum, device=self.weight.device)
-        for name in ("weight", "bias", "running_mean", "running_var"):
+        for name in ("weight", "bias"):
+            _share(plain, name, getattr(self, name)[:c])
+        for name in ("running_mean", "running_var"):
             _copy_into(getattr(plain, name), getattr(self, name)[:c])
         _copy_into(plain.num_batches_tracked, self.num_batches_tracked)
         return plain
@@ -150,9 +161,9 @@ class ElasticGroupNorm(Switchable):
 
     def freeze_module(self) -> nn.Module:
         c = int(resolve(self.num_channels))
-        plain = nn.GroupNorm(_groups_for(self.num_groups, c), c, eps=self.eps, device=self.weight.device)
-        _copy_into(plain.weight, self.weight[:c])
-        _copy_into(plain.bias, self.bias[:c])
+        plain = nn.GroupNorm(_groups_for(self.num_groups, c), c, eps=self.eps, device="meta")
+        _share(plain, "weight", self.weight[:c])
+        _share(plain, "bias", self.bias[:c])
         return plain
 
 
@@ -183,7 +194,7 @@ class ElasticLinear(Switchable):
 
     def freeze_module(self) -> nn.Module:
         cin, cout = int(resolve(self.in_features)), int(resolve(self.out_features))
-        plain = nn.Linear(cin, cout, bias=self.bias is not None, device=self.weight.device)
-        _copy_into(plain.weight, self.weight[:cout, :cin])
-        _copy_into(plain.bias, None if self.bias is None else self.bias[:cout])
+        plain = nn.Linear(cin, cout, bias=self.bias is not None, device="meta", dtype=self.weight.dtype)
+        _share(plain, "weight", self.weight[:cout, :cin])
+        _share(plain, "bias", None if self.bias is None else self.bias[:cout])
         return plain

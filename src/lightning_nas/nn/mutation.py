@@ -88,31 +88,77 @@ def activate(model: nn.Module, arch: Mapping[str, Any]) -> None:
         leaf.value = frozen[leaf.label]
 
 
-def _freeze_children(module: nn.Module) -> nn.Module:
-    for name, child in list(module.named_children()):
-        module._modules[name] = _freeze_children(child)
-    freeze_module = getattr(module, "freeze_module", None)
-    if callable(freeze_module):
-        replacement: nn.Module = freeze_module()
-        return replacement.train(module.training)
+def _evaluate_choices(module: nn.Module) -> None:
+    """Replace the choice expressions held by ``module`` (directly or in lists/tuples) by their values."""
     for attr, value in list(vars(module).items()):
         if isinstance(value, ChoiceExpr):
             setattr(module, attr, value.evaluate())
         elif isinstance(value, list | tuple) and any(isinstance(v, ChoiceExpr) for v in value):
             setattr(module, attr, type(value)(v.evaluate() if isinstance(v, ChoiceExpr) else v for v in value))
-    return module
 
 
-def freeze(model: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
-    """A plain copy of ``model`` with every choice replaced by its value in ``arch``.
+def _freeze_path(module: nn.Module, memo: dict[int, tuple[nn.Module, nn.Module]]) -> nn.Module:
+    """A structural copy of the active path of ``module``: the same Parameter objects, copied buffers.
 
-    Weights of the chosen path are copied (sliced for elastic layers), so the frozen
-    model computes exactly what the supernet computes on that path. ``model`` is unchanged.
+    Only the chosen path is visited; a module reached twice (shared in the supernet) is copied once.
+    ``memo`` maps ``id(source)`` to ``(source, copy)``: holding the source keeps its id from being reused.
+    """
+    if id(module) in memo:
+        return memo[id(module)][1]
+    freeze_module = getattr(module, "freeze_module", None)
+    if callable(freeze_module):
+        replacement: nn.Module = freeze_module()
+        result = _freeze_path(replacement, memo).train(module.training)
+        memo[id(module)] = (module, result)
+        return result
+    clone: nn.Module = object.__new__(type(module))
+    clone.__dict__.update(
+        {k: type(v)(v) if isinstance(v, dict | list) else v for k, v in vars(module).items()}
+    )  # fresh containers (parameters, hooks, ...) holding the same objects
+    memo[id(module)] = (module, clone)
+    for name, buffer in module._buffers.items():
+        clone._buffers[name] = None if buffer is None else buffer.clone()
+    for name, child in module._modules.items():
+        clone._modules[name] = None if child is None else _freeze_path(child, memo)
+    _evaluate_choices(clone)
+    return clone
+
+
+def freeze(model: nn.Module, arch: Mapping[str, Any], share_weights: bool = False) -> nn.Module:
+    """A plain module: ``model`` with every choice replaced by its value in ``arch``.
+
+    Only the chosen path is visited (the supernet is never deep-copied), and the frozen model
+    computes exactly what the supernet computes on that path. ``model``, its active path
+    included, is unchanged.
+
+    Args:
+        model: a supernet (any module containing choices).
+        arch: label -> chosen value for every decision.
+        share_weights: False: the path's weights are copied, so nothing done to the result
+            touches ``model``. True: no weight is copied: parameters are the supernet's own
+            ``Parameter`` objects, or views of them (sliced elastic layers), so an optimizer step
+            on the result trains the supernet; buffers (BatchNorm statistics) are still copies, so
+            recalibrating or running the result in train mode leaves the supernet's statistics alone.
+
+    Example:
+        >>> from lightning_nas.nn import LayerChoice
+        >>> net = nn.Sequential(LayerChoice({"a": nn.Linear(2, 2), "b": nn.Identity()}, label="op"))
+        >>> frozen = freeze(net, {"op": "a"}, share_weights=True)
+        >>> frozen[0].weight is net[0].candidates["a"].weight
+        True
     """
     frozen_arch = validate(decisions(model), arch)
-    clone = copy.deepcopy(model)
-    activate(clone, frozen_arch)
-    result = _freeze_children(clone)
+    leaves = list(_leaves(model))
+    previous = [leaf.value for leaf in leaves]
+    try:
+        for leaf in leaves:
+            leaf.value = frozen_arch[leaf.label]
+        result = _freeze_path(model, {})
+    finally:
+        for leaf, value in zip(leaves, previous, strict=True):
+            leaf.value = value
+    if not share_weights:
+        result = copy.deepcopy(result)
     if has_choices(result):
         raise TypeError(f"{type(result).__name__} still holds choices after freezing")
     return result
