@@ -24,6 +24,7 @@ from lightning_nas.nn import LayerChoice
 from lightning_nas.spaces.base import SearchSpace, register_space
 from lightning_nas.spaces.cell_ops import CELL_OPS, NB201_OPS, ReLUConvBN
 from lightning_nas.spaces.darts_cell import mixed_edge
+from lightning_nas.spaces.fused_cell import FusedNB201Cell
 
 __all__ = ["EDGES", "NB201Cell", "NB201Network", "NB201Space", "nb201_from_string", "nb201_to_string"]
 
@@ -178,16 +179,14 @@ class NB201Space(SearchSpace):
         return self._network(lambda c: NB201Cell(edge(c)))
 
     def relaxed(self, partial_channels: int = 1) -> NB201Network:
-        """The continuous relaxation: each edge mixes all five ops (``none`` contributes only its weight)."""
+        """The continuous relaxation: each edge mixes all five ops (``none`` contributes only its weight).
+
+        The cells are :class:`~lightning_nas.spaces.fused_cell.FusedNB201Cell`: the ops of all edges
+        leaving a node run as one conv per kind.
+        """
         if self.channels % partial_channels:
             raise ValueError(f"channels ({self.channels}) must be divisible by partial_channels ({partial_channels})")
-
-        def edge(c: int) -> Callable[[int, int], nn.Module]:
-            return lambda j, i: nn.ModuleDict(
-                {n: CELL_OPS[n](c // partial_channels, 1, False) for n in NB201_OPS if n != "none"}
-            )
-
-        return self._network(lambda c: NB201Cell(edge(c), NB201_OPS, partial_channels))
+        return self._network(lambda c: FusedNB201Cell(c, partial_channels))
 
     def alpha_shapes(self) -> dict[str, tuple[int, int]]:
         return {"cell": (len(EDGES), len(NB201_OPS))}

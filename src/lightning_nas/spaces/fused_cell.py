@@ -1,0 +1,144 @@
+"""The relaxed NAS-Bench-201 cell with fused mixed ops: what every DARTS step of the nb201 space runs.
+
+All edges leaving a node read the same input, so per source node the cell computes one ReLU, one
+average pool, one grouped-by-concatenation 1x1 conv and one 3x3 conv whose output channels hold
+every outgoing edge, and one BatchNorm over them (per channel, so identical to one BN per edge).
+Each edge then takes its channel slice, and the node sums the alpha-weighted terms. ``none`` is never
+computed (its term is zero), nor is an op whose weight is zero on every edge of a node when the
+weights need no gradient. The search-phase BatchNorm (no affine) keeps only its output for the
+backward pass (:class:`_OutputSavingBatchNorm`): the conv output is freed after the forward.
+
+Example:
+    >>> cell = FusedNB201Cell(8)
+    >>> cell(torch.randn(2, 8, 5, 5), torch.softmax(torch.randn(6, 5), -1)).shape
+    torch.Size([2, 8, 5, 5])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_nas.spaces.cell_ops import NB201_OPS, channel_shuffle
+
+__all__ = ["FusedNB201Cell", "batch_norm_saving_output"]
+
+EDGES: tuple[tuple[int, int], ...] = tuple((j, i) for j in range(1, 4) for i in range(j))
+SKIP, CONV1, CONV3, POOL = (NB201_OPS.index(n) for n in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                                                           "avg_pool_3x3"))
+
+
+class _OutputSavingBatchNorm(torch.autograd.Function):
+    """Training-mode BatchNorm without affine that saves its output (not its input) for backward.
+
+    With ``y = (z - mean) * rstd`` the input gradient is ``rstd * (g - mean(g) - y * mean(g * y))``
+    (means over batch and space), so ``y`` and ``rstd`` suffice; the output is kept anyway by the
+    alpha-weighted sum that follows, so the conv output ``z`` need not be.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, norm: nn.BatchNorm2d) -> torch.Tensor:  # type: ignore[override]
+        momentum = 0.1 if norm.momentum is None else norm.momentum
+        running = norm.track_running_stats and norm.running_mean is not None
+        y, _, rstd = torch.native_batch_norm(
+            z, None, None, norm.running_mean if running else None, norm.running_var if running else None,
+            True, momentum, norm.eps,
+        )
+        if running:
+            norm.num_batches_tracked.add_(1)
+        ctx.save_for_backward(y, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        y, rstd = ctx.saved_tensors
+        dims = (0, 2, 3)
+        centred = grad - grad.mean(dims, keepdim=True) - y * (grad * y).mean(dims, keepdim=True)
+        return centred * rstd.view(1, -1, 1, 1), None
+
+
+def batch_norm_saving_output(z: torch.Tensor, norm: nn.BatchNorm2d) -> torch.Tensor:
+    """``norm(z)`` for a non-affine BatchNorm; in training with autograd only the output is saved."""
+    if norm.affine or not norm.training:
+        return norm(z)
+    if not torch.is_grad_enabled() or not z.requires_grad:
+        return norm(z)
+    return _OutputSavingBatchNorm.apply(z, norm)  # type: ignore[no-any-return]
+
+
+class _SourceOps(nn.Module):
+    """The parametrised ops of every edge leaving one node: 1x1 and 3x3 ReLU-conv-BN, ``fan_out`` edges wide."""
+
+    def __init__(self, channels: int, fan_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, fan_out * channels, 1, bias=False)
+        self.conv3 = nn.Conv2d(channels, fan_out * channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(fan_out * channels, affine=False)
+        self.bn3 = nn.BatchNorm2d(fan_out * channels, affine=False)
+
+
+class FusedNB201Cell(nn.Module):
+    """The relaxed NB-201 cell: node ``j`` sums the softmax-weighted mixed ops of its edges ``i -> j``.
+
+    Args:
+        channels: channels of the cell.
+        partial: PC-DARTS channel sampling factor K: only the first ``channels / K`` channels go
+            through the ops, the rest bypass them, and each edge's output is channel-shuffled.
+    """
+
+    def __init__(self, channels: int, partial: int = 1) -> None:
+        super().__init__()
+        if channels % partial:
+            raise ValueError(f"channels ({channels}) must be divisible by partial_channels ({partial})")
+        self.channels, self.partial = channels // partial, partial
+        self.sources = nn.ModuleList(_SourceOps(self.channels, 3 - i) for i in range(3))
+        self.rows = [[EDGES.index((j, i)) for j in range(i + 1, 4)] for i in range(3)]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        sums: list[torch.Tensor | None] = [x, None, None, None]
+        for i, ops in enumerate(self.sources):
+            node = sums[i]
+            assert node is not None
+            terms = self._edge_terms(node, ops, weights[self.rows[i]])
+            for j, term in zip(range(i + 1, 4), terms, strict=True):
+                previous = sums[j]
+                sums[j] = term if previous is None else previous + term
+        out = sums[3]
+        assert out is not None
+        return out
+
+    def _edge_terms(self, node: torch.Tensor, ops: _SourceOps, weights: torch.Tensor) -> list[torch.Tensor]:
+        """The mixed-op output of every edge leaving ``node``; ``weights`` holds their alpha rows."""
+        c = self.channels
+        active = node[:, :c] if self.partial > 1 else node
+        used = self._used_ops(weights)
+        outputs: dict[int, torch.Tensor] = {}
+        if used[CONV1] or used[CONV3]:
+            relu = F.relu(active)
+            if used[CONV1]:
+                outputs[CONV1] = batch_norm_saving_output(ops.conv1(relu), ops.bn1)
+            if used[CONV3]:
+                outputs[CONV3] = batch_norm_saving_output(ops.conv3(relu), ops.bn3)
+        if used[POOL]:
+            pool = F.avg_pool2d(active, 3, 1, padding=1, count_include_pad=False)
+        terms = []
+        for t, row in enumerate(weights.unbind(0)):
+            total = row[SKIP] * active if used[SKIP] else torch.zeros_like(active)
+            for op, value in outputs.items():
+                total = total + row[op] * value[:, t * c : (t + 1) * c]
+            if used[POOL]:
+                total = total + row[POOL] * pool
+            if self.partial > 1:
+                total = channel_shuffle(torch.cat([total, node[:, c:]], dim=1), self.partial)
+            terms.append(total)
+        return terms
+
+    @staticmethod
+    def _used_ops(weights: torch.Tensor) -> list[bool]:
+        """Per op column: computed unless its weight is zero on every edge and needs no gradient."""
+        if weights.requires_grad:
+            return [True] * weights.shape[1]
+        return [bool(v) for v in weights.ne(0).any(0).tolist()]
