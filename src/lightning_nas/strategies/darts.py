@@ -15,6 +15,8 @@ every rank. Files and W&B images are written on rank zero only.
 
 Second order: the virtual step ``w' = w - lr (grad + wd w)`` leaves out SGD momentum, and its extra forward
 passes update BatchNorm running statistics (the reference implementation also adds the momentum buffer).
+Its ``grad`` is the weight step's own training gradient, computed once before the architecture step (so
+the weight step sees the alphas of before that step, not after it: one forward-backward pass fewer per step).
 
 Example:
     >>> from lightning_nas.spaces.nb201 import NB201Space
@@ -265,13 +267,16 @@ class DartsModule(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Batch], batch_idx: int) -> None:
         weight_opt, arch_opt = cast(list[Any], self.optimizers())
-        if self.current_epoch >= self.warmup_epochs:
+        search = self.current_epoch >= self.warmup_epochs
+        if search and self.order == "first":
             self._arch_step(batch["train"], batch["val"], arch_opt, weight_opt)
         weight_opt.zero_grad()
         x, y = batch["train"]
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.manual_backward(loss)
+        if search and self.order == "second":  # the virtual step reuses this training gradient
+            self._arch_step(batch["train"], batch["val"], arch_opt, weight_opt)
         if self.grad_clip > 0:
             self.clip_gradients(weight_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         weight_opt.step()
@@ -286,8 +291,10 @@ class DartsModule(L.LightningModule):
         params = self.arch_parameters()
         if self.order == "second":
             lr = float(weight_opt.param_groups[0]["lr"])
+            weights = dict(self.network.named_parameters())
+            train_grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in weights.values()]
             grads = unrolled_arch_gradients(
-                self._loss, dict(self.network.named_parameters()), params, train, val, lr, self.weight_decay
+                self._loss, weights, params, train, val, lr, self.weight_decay, train_grads=train_grads
             )
         else:
             loss = F.cross_entropy(self(val[0]), val[1])

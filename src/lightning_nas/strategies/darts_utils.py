@@ -144,6 +144,7 @@ def unrolled_arch_gradients(
     val_batch: Any,
     lr: float,
     weight_decay: float = 0.0,
+    train_grads: Sequence[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Second-order DARTS gradient of the validation loss with respect to ``arch``.
 
@@ -158,8 +159,12 @@ def unrolled_arch_gradients(
         val_batch: batch of the validation loss.
         lr: learning rate of the virtual step (the weight optimiser's current one).
         weight_decay: weight decay of the virtual step.
+        train_grads: ``grad_w L_train(w)`` when already computed (one per entry of ``params``), else None.
     """
-    g_train = _grads(loss(params, train_batch), list(params.values()))
+    if train_grads is None:
+        g_train = _grads(loss(params, train_batch), list(params.values()))
+    else:
+        g_train = [g.detach() for g in train_grads]
     unrolled = {
         n: (p.detach() - lr * (g + weight_decay * p.detach())).requires_grad_()
         for (n, p), g in zip(params.items(), g_train, strict=True)
