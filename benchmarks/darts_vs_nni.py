@@ -10,10 +10,12 @@ are broadcast to 3) turned into a supernet by ``nni.nas.strategy.DARTS`` and tra
 Our side also runs PC-DARTS (K=4) and second-order DARTS.
 
 Every run is a separate child process, so its peak RSS (``ru_maxrss``: the whole process, imports
-included) is its own; runs are interleaved round by round (ours, NNI, ours, NNI, ...) so that load
-on a shared machine hits both sides alike. Time per step: a callback times ``on_train_batch_start``
--> ``on_train_batch_end`` (architecture step + weight step) after ``--warmup`` steps; per run the
-median, over rounds the minimum. Peak RSS: the minimum over rounds.
+included; about 1 GiB of it is importing torch and Lightning) is its own, and "training MiB" is that
+peak minus the RSS when training started (what the search itself adds). Runs are interleaved round
+by round (ours, NNI, ours, NNI, ...) so that load on a shared machine hits both sides alike. Time
+per step: a callback times ``on_train_batch_start`` -> ``on_train_batch_end`` (architecture step +
+weight step) after ``--warmup`` steps; per run the median, over rounds the minimum. Memory: the
+minimum over rounds.
 
 Usage::
 
@@ -51,6 +53,7 @@ class Result:
     run: str
     step_s: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
+    step_mib: list[float] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -61,12 +64,24 @@ class Result:
     def rss(self) -> float:
         return min(self.rss_mib) if self.rss_mib else float("nan")
 
+    @property
+    def step_memory(self) -> float:
+        return min(self.step_mib) if self.step_mib else float("nan")
+
+
+def _current_rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
 
 class _StepTimer:
     """Times training steps from ``warmup`` on (mixed into a Lightning ``Callback`` class)."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.times, self._start = warmup, [], 0.0
+        self.warmup, self.times, self._start, self.rss_before = warmup, [], 0.0, 0.0
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.rss_before = _current_rss_mib()
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self._start = time.perf_counter()
@@ -92,7 +107,7 @@ def _datamodule(batch_size: int) -> Any:
     return FashionMNISTDataModule(batch_size=batch_size, max_train_samples=512, max_val_samples=512)
 
 
-def run_ours(args: argparse.Namespace, partial: int, order: str) -> list[float]:
+def run_ours(args: argparse.Namespace, partial: int, order: str) -> Any:
     import lightning as L
 
     from lightning_nas.spaces.nb201 import NB201Space
@@ -106,8 +121,9 @@ def run_ours(args: argparse.Namespace, partial: int, order: str) -> list[float]:
                              weight_lr=WEIGHT_LR, weight_decay=WEIGHT_DECAY, arch_lr=ARCH_LR, grad_clip=GRAD_CLIP,
                              output_dir=root)
         timer = _timer(L.Callback, args.warmup)
-        L.Trainer(callbacks=[timer], **_trainer_kwargs(args.steps, root)).fit(module, datamodule=BilevelDataModule(data))
-    return list(timer.times)
+        trainer = L.Trainer(callbacks=[timer], **_trainer_kwargs(args.steps, root))
+        trainer.fit(module, datamodule=BilevelDataModule(data))
+    return timer
 
 
 class _ThreeChannels(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -124,7 +140,7 @@ class _ThreeChannels(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return x.expand(3, *x.shape[1:]), y
 
 
-def run_nni(args: argparse.Namespace) -> list[float]:
+def run_nni(args: argparse.Namespace) -> Any:
     import pytorch_lightning as pl
     from nni.nas.evaluator.pytorch import Classification, DataLoader
     from nni.nas.hub.pytorch import NasBench201
@@ -146,7 +162,7 @@ def run_nni(args: argparse.Namespace) -> list[float]:
                                    train_dataloaders=train, val_dataloaders=val, num_classes=data.num_classes,
                                    callbacks=[timer], **_trainer_kwargs(args.steps, root))
         strategy.mutate_evaluator(evaluator).evaluate(model)
-    return list(timer.times)
+    return timer
 
 
 def nni_missing() -> str | None:
@@ -170,11 +186,12 @@ def child(run: str, args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     _quiet()
     if run == "nni":
-        times = run_nni(args)
+        timer = run_nni(args)
     else:
-        times = run_ours(args, 4 if run == "ours_pc4" else 1, "second" if run == "ours_second" else "first")
+        timer = run_ours(args, 4 if run == "ours_pc4" else 1, "second" if run == "ours_second" else "first")
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"median_s": statistics.median(times), "rss_mib": rss_mib}))
+    payload = {"median_s": statistics.median(timer.times), "rss_mib": rss_mib, "step_mib": rss_mib - timer.rss_before}
+    print("RESULT " + json.dumps(payload))
 
 
 def _spawn(run: str, argv: list[str], result: Result) -> None:
@@ -188,17 +205,22 @@ def _spawn(run: str, argv: list[str], result: Result) -> None:
     payload = json.loads(lines[-1][len("RESULT "):])
     result.step_s.append(payload["median_s"])
     result.rss_mib.append(payload["rss_mib"])
+    result.step_mib.append(payload["step_mib"])
 
 
 def _table(results: dict[str, Result]) -> str:
-    rows = [f"{'run':<32} {'s/step':>8} {'peak RSS MiB':>13}"]
+    rows = [f"{'run':<32} {'s/step':>8} {'peak RSS MiB':>13} {'training MiB':>13}"]
     for run, r in results.items():
-        rows.append(f"{LABELS[run]:<32} {r.time:>8.3f} {r.rss:>13.0f}" + (f"   {r.error}" if r.error else ""))
+        rows.append(f"{LABELS[run]:<32} {r.time:>8.3f} {r.rss:>13.0f} {r.step_memory:>13.0f}"
+                    + (f"   {r.error}" if r.error else ""))
     ours, nni_ = results["ours"], results.get("nni")
     if nni_ is not None and nni_.step_s and ours.step_s:
-        rows.append(f"{'DARTS ours / NNI':<32} {ours.time / nni_.time:>8.3f} {ours.rss / nni_.rss:>13.3f}")
-        if "ours_pc4" in results and results["ours_pc4"].rss_mib:
-            rows.append(f"{'PC-DARTS K=4 ours / NNI DARTS':<32} {'':>8} {results['ours_pc4'].rss / nni_.rss:>13.3f}")
+        rows.append(f"{'DARTS ours / NNI':<32} {ours.time / nni_.time:>8.3f} {ours.rss / nni_.rss:>13.3f} "
+                    f"{ours.step_memory / nni_.step_memory:>13.3f}")
+        pc = results.get("ours_pc4")
+        if pc is not None and pc.rss_mib:
+            rows.append(f"{'PC-DARTS K=4 ours / NNI DARTS':<32} {'':>8} {pc.rss / nni_.rss:>13.3f} "
+                        f"{pc.step_memory / nni_.step_memory:>13.3f}")
     second = results.get("ours_second")
     if second is not None and second.step_s and ours.step_s:
         rows.append(f"{'2nd order / 1st order (ours)':<32} {second.time / ours.time:>8.3f}")
@@ -249,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             if results[run].error is None:
                 _spawn(run, shared, results[run])
     print(_table(results))
-    print("s/step: min over rounds of each run's median; peak RSS: ru_maxrss of the run's own process, "
-          "min over rounds")
+    print("s/step: min over rounds of each run's median; peak RSS: ru_maxrss of the run's own process (imports "
+          "included), min over rounds; training MiB: peak RSS minus the RSS when training started")
     return 0
 
 

@@ -77,3 +77,19 @@ def test_output_saving_batch_norm_gradient_matches_autograd() -> None:
     reference = nn.BatchNorm2d(3, affine=False).double()
     torch.testing.assert_close(batch_norm_saving_output(z, norm), reference(z))
     assert int(norm.num_batches_tracked) > 0
+
+
+def test_checkpointed_cell_gives_the_same_gradients_and_statistics() -> None:
+    plain, _ = _pair(8, 2)
+    checkpointed, _ = _pair(8, 2)
+    checkpointed.checkpoint = True
+    x = torch.randn(3, 8, 5, 5)
+    alphas = torch.randn(6, 5, requires_grad=True)
+    grads = []
+    for cell in (plain, checkpointed):
+        loss = cell(x, torch.softmax(alphas, -1)).square().sum()
+        grads.append(torch.autograd.grad(loss, [alphas, cell.sources[0].conv3.weight]))
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want)
+    for a, b in zip(plain.buffers(), checkpointed.buffers(), strict=True):
+        torch.testing.assert_close(a, b)  # statistics updated once, not again by the recomputation

@@ -16,10 +16,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from lightning_nas.spaces.cell_ops import NB201_OPS, channel_shuffle
@@ -40,9 +42,11 @@ class _OutputSavingBatchNorm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, norm: nn.BatchNorm2d) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, z: torch.Tensor, norm: nn.BatchNorm2d, update_stats: bool
+    ) -> torch.Tensor:
         momentum = 0.1 if norm.momentum is None else norm.momentum
-        running = norm.track_running_stats and norm.running_mean is not None
+        running = update_stats and norm.track_running_stats and norm.running_mean is not None
         y, _, rstd = torch.native_batch_norm(
             z, None, None, norm.running_mean if running else None, norm.running_var if running else None,
             True, momentum, norm.eps,
@@ -53,20 +57,23 @@ class _OutputSavingBatchNorm(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         y, rstd = ctx.saved_tensors
         dims = (0, 2, 3)
         centred = grad - grad.mean(dims, keepdim=True) - y * (grad * y).mean(dims, keepdim=True)
-        return centred * rstd.view(1, -1, 1, 1), None
+        return centred * rstd.view(1, -1, 1, 1), None, None
 
 
-def batch_norm_saving_output(z: torch.Tensor, norm: nn.BatchNorm2d) -> torch.Tensor:
-    """``norm(z)`` for a non-affine BatchNorm; in training with autograd only the output is saved."""
-    if norm.affine or not norm.training:
-        return norm(z)
-    if not torch.is_grad_enabled() or not z.requires_grad:
-        return norm(z)
-    return _OutputSavingBatchNorm.apply(z, norm)  # type: ignore[no-any-return]
+def batch_norm_saving_output(z: torch.Tensor, norm: nn.BatchNorm2d, update_stats: bool = True) -> torch.Tensor:
+    """``norm(z)`` for a non-affine BatchNorm; in training with autograd only the output is saved.
+
+    ``update_stats=False`` leaves the running statistics alone (a checkpointed forward run again).
+    """
+    if norm.affine or not norm.training or not torch.is_grad_enabled() or not z.requires_grad:
+        if update_stats:
+            return norm(z)
+        return F.batch_norm(z, None, None, None, None, True, 0.0, norm.eps) if norm.training else norm(z)
+    return _OutputSavingBatchNorm.apply(z, norm, update_stats)  # type: ignore[no-any-return]
 
 
 class _SourceOps(nn.Module):
@@ -87,22 +94,33 @@ class FusedNB201Cell(nn.Module):
         channels: channels of the cell.
         partial: PC-DARTS channel sampling factor K: only the first ``channels / K`` channels go
             through the ops, the rest bypass them, and each edge's output is channel-shuffled.
+        checkpoint: activation checkpointing: keep only the cell's input for the backward pass and
+            run the cell again there (BN statistics are updated once); less memory, more time.
     """
 
-    def __init__(self, channels: int, partial: int = 1) -> None:
+    def __init__(self, channels: int, partial: int = 1, checkpoint: bool = False) -> None:
         super().__init__()
         if channels % partial:
             raise ValueError(f"channels ({channels}) must be divisible by partial_channels ({partial})")
-        self.channels, self.partial = channels // partial, partial
+        self.channels, self.partial, self.checkpoint = channels // partial, partial, checkpoint
         self.sources = nn.ModuleList(_SourceOps(self.channels, 3 - i) for i in range(3))
         self.rows = [[EDGES.index((j, i)) for j in range(i + 1, 4)] for i in range(3)]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if not (self.checkpoint and self.training and torch.is_grad_enabled()):
+            return self._cell(x, weights, True)
+        calls = itertools.count()
+        out = torch.utils.checkpoint.checkpoint(
+            lambda a, w: self._cell(a, w, next(calls) == 0), x, weights, use_reentrant=False
+        )
+        return cast(torch.Tensor, out)
+
+    def _cell(self, x: torch.Tensor, weights: torch.Tensor, update_stats: bool) -> torch.Tensor:
         sums: list[torch.Tensor | None] = [x, None, None, None]
         for i, ops in enumerate(self.sources):
             node = sums[i]
             assert node is not None
-            terms = self._edge_terms(node, ops, weights[self.rows[i]])
+            terms = self._edge_terms(node, ops, weights[self.rows[i]], update_stats)
             for j, term in zip(range(i + 1, 4), terms, strict=True):
                 previous = sums[j]
                 sums[j] = term if previous is None else previous + term
@@ -110,7 +128,9 @@ class FusedNB201Cell(nn.Module):
         assert out is not None
         return out
 
-    def _edge_terms(self, node: torch.Tensor, ops: _SourceOps, weights: torch.Tensor) -> list[torch.Tensor]:
+    def _edge_terms(
+        self, node: torch.Tensor, ops: _SourceOps, weights: torch.Tensor, update_stats: bool
+    ) -> list[torch.Tensor]:
         """The mixed-op output of every edge leaving ``node``; ``weights`` holds their alpha rows."""
         c = self.channels
         active = node[:, :c] if self.partial > 1 else node
@@ -119,9 +139,9 @@ class FusedNB201Cell(nn.Module):
         if used[CONV1] or used[CONV3]:
             relu = F.relu(active)
             if used[CONV1]:
-                outputs[CONV1] = batch_norm_saving_output(ops.conv1(relu), ops.bn1)
+                outputs[CONV1] = batch_norm_saving_output(ops.conv1(relu), ops.bn1, update_stats)
             if used[CONV3]:
-                outputs[CONV3] = batch_norm_saving_output(ops.conv3(relu), ops.bn3)
+                outputs[CONV3] = batch_norm_saving_output(ops.conv3(relu), ops.bn3, update_stats)
         if used[POOL]:
             pool = F.avg_pool2d(active, 3, 1, padding=1, count_include_pad=False)
         terms = []

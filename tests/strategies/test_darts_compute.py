@@ -1,0 +1,61 @@
+"""DARTS compute paths: the second-order step reuses the weight step's training gradient."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from lightning_nas.spaces.nb201 import NB201Space
+from lightning_nas.strategies.darts import DartsModule
+from lightning_nas.strategies.darts_utils import unrolled_arch_gradients
+
+
+def _problem() -> tuple[object, dict[str, torch.Tensor], torch.Tensor, tuple, tuple]:
+    g = torch.Generator().manual_seed(0)
+    params = {"w": torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)}
+    alpha = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def loss(p: dict[str, torch.Tensor], batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(torch.tanh(x @ p["w"].T) * torch.softmax(alpha, 0), y)
+
+    def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(6, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (6,), generator=gen)
+
+    return loss, params, alpha, batch(1), batch(2)
+
+
+def test_given_training_gradient_gives_the_same_arch_gradient() -> None:
+    loss, params, alpha, train, val = _problem()
+    (g_train,) = torch.autograd.grad(loss(params, train), [params["w"]])
+    fresh = unrolled_arch_gradients(loss, params, [alpha], train, val, 0.3, 1e-2)
+    reused = unrolled_arch_gradients(loss, params, [alpha], train, val, 0.3, 1e-2, train_grads=[g_train])
+    torch.testing.assert_close(reused, fresh)
+
+
+def test_second_order_step_uses_the_weight_gradient_once(monkeypatch, tmp_path) -> None:
+    module = DartsModule(NB201Space((1, 8, 8), 3, cells_per_stage=1, channels=4), order="second",
+                         output_dir=tmp_path)
+    seen: list[list[torch.Tensor]] = []
+
+    def spy(*args, train_grads=None, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append([g.clone() for g in train_grads])
+        return [torch.zeros_like(p) for p in args[2]]
+
+    monkeypatch.setattr("lightning_nas.strategies.darts.unrolled_arch_gradients", spy)
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    batches = torch.utils.data.DataLoader([{"train": (x, y), "val": (x, y)}], batch_size=None)
+    trainer = L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        default_root_dir=tmp_path)
+    before = {n: p.detach().clone() for n, p in module.network.named_parameters()}
+    trainer.fit(module, train_dataloaders=batches)
+    assert len(seen) == 1
+    probe = DartsModule(NB201Space((1, 8, 8), 3, cells_per_stage=1, channels=4), order="second")
+    probe.network.load_state_dict({**module.network.state_dict(), **before})  # weights before the step
+    F.cross_entropy(probe(x), y).backward()
+    expected = [p.grad for p in probe.network.parameters()]
+    for got, want in zip(seen[0], expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
