@@ -272,7 +272,7 @@ class DartsModule(L.LightningModule):
             self._arch_step(batch["train"], batch["val"], arch_opt, weight_opt)
         weight_opt.zero_grad()
         x, y = batch["train"]
-        logits = self(x)
+        logits = self.network(x, self._weight_step_arch_weights())
         loss = F.cross_entropy(logits, y)
         self.manual_backward(loss)
         if search and self.order == "second":  # the virtual step reuses this training gradient
@@ -284,6 +284,15 @@ class DartsModule(L.LightningModule):
             p.grad = None
         acc = (logits.argmax(dim=1) == y).float().mean()
         self.log_dict({"darts/train_loss": loss.detach(), "darts/train_acc": acc}, prog_bar=True)
+
+    def _weight_step_arch_weights(self) -> Any:
+        """The alphas of the weight step, as constants: their gradient would be thrown away, and without
+        it the backward pass skips the alpha terms and frees what only they keep. Under DDP they stay
+        attached (the reducer expects a gradient for every parameter)."""
+        if self._trainer is not None and self.trainer.world_size > 1:
+            return self.arch_weights()
+        with torch.no_grad():
+            return self.arch_weights()
 
     def _arch_step(self, train: Batch, val: Batch, arch_opt: Any, weight_opt: Any) -> None:
         """One Adam step on the alphas; the gradient is averaged over ranks so every rank steps alike."""
