@@ -59,9 +59,12 @@ class _OutputSavingBatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         y, rstd = ctx.saved_tensors
-        dims = (0, 2, 3)
-        centred = grad - grad.mean(dims, keepdim=True) - y * (grad * y).mean(dims, keepdim=True)
-        return centred * rstd.view(1, -1, 1, 1), None, None
+        # the native kernel with input y, mean 0, invstd 1 and weight rstd computes exactly that
+        zeros, ones = torch.zeros_like(rstd), torch.ones_like(rstd)
+        grad_z, _, _ = torch.ops.aten.native_batch_norm_backward(
+            grad.contiguous(), y, rstd, None, None, zeros, ones, True, 0.0, [True, False, False]
+        )
+        return grad_z, None, None
 
 
 def batch_norm_saving_output(z: torch.Tensor, norm: nn.BatchNorm2d, update_stats: bool = True) -> torch.Tensor:
@@ -144,13 +147,14 @@ class FusedNB201Cell(nn.Module):
                 outputs[CONV3] = batch_norm_saving_output(ops.conv3(relu), ops.bn3, update_stats)
         if used[POOL]:
             pool = F.avg_pool2d(active, 3, 1, padding=1, count_include_pad=False)
+        slices = {op: value.split(c, dim=1) for op, value in outputs.items()}  # one cat in the backward
         terms = []
         for t, row in enumerate(weights.unbind(0)):
             total = row[SKIP] * active if used[SKIP] else torch.zeros_like(active)
-            for op, value in outputs.items():
-                total = total + row[op] * value[:, t * c : (t + 1) * c]
+            for op, parts in slices.items():
+                total = torch.addcmul(total, row[op], parts[t])
             if used[POOL]:
-                total = total + row[POOL] * pool
+                total = torch.addcmul(total, row[POOL], pool)
             if self.partial > 1:
                 total = channel_shuffle(torch.cat([total, node[:, c:]], dim=1), self.partial)
             terms.append(total)
