@@ -14,8 +14,9 @@ included; about 1 GiB of it is importing torch and Lightning) is its own, and "t
 peak minus the RSS when training started (what the search itself adds). Runs are interleaved round
 by round (ours, NNI, ours, NNI, ...) so that load on a shared machine hits both sides alike. Time
 per step: a callback times ``on_train_batch_start`` -> ``on_train_batch_end`` (architecture step +
-weight step) after ``--warmup`` steps; per run the median, over rounds the minimum. Memory: the
-minimum over rounds.
+weight step) after ``--warmup`` steps; per run the median, over rounds the minimum, both in wall
+time and in process CPU time (with one torch thread the CPU time is the work done, whatever else
+loads a shared machine: the ratios to trust there). Memory: the minimum over rounds.
 
 Usage::
 
@@ -52,6 +53,7 @@ LABELS = {"ours": "lightning_nas DARTS", "nni": "NNI 3.0 DARTS", "ours_pc4": "li
 class Result:
     run: str
     step_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     step_mib: list[float] = field(default_factory=list)
     error: str | None = None
@@ -59,6 +61,10 @@ class Result:
     @property
     def time(self) -> float:
         return min(self.step_s) if self.step_s else float("nan")
+
+    @property
+    def cpu(self) -> float:
+        return min(self.cpu_s) if self.cpu_s else float("nan")
 
     @property
     def rss(self) -> float:
@@ -78,17 +84,19 @@ class _StepTimer:
     """Times training steps from ``warmup`` on (mixed into a Lightning ``Callback`` class)."""
 
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.times, self._start, self.rss_before = warmup, [], 0.0, 0.0
+        self.warmup, self.times, self.cpu_times, self.rss_before = warmup, [], [], 0.0
+        self._start = self._cpu_start = 0.0
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self.rss_before = _current_rss_mib()
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if batch_idx >= self.warmup:
             self.times.append(time.perf_counter() - self._start)
+            self.cpu_times.append(time.process_time() - self._cpu_start)
 
 
 def _timer(base: type, warmup: int) -> Any:
@@ -190,7 +198,8 @@ def child(run: str, args: argparse.Namespace) -> None:
     else:
         timer = run_ours(args, 4 if run == "ours_pc4" else 1, "second" if run == "ours_second" else "first")
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    payload = {"median_s": statistics.median(timer.times), "rss_mib": rss_mib, "step_mib": rss_mib - timer.rss_before}
+    payload = {"median_s": statistics.median(timer.times), "cpu_s": statistics.median(timer.cpu_times),
+               "rss_mib": rss_mib, "step_mib": rss_mib - timer.rss_before}
     print("RESULT " + json.dumps(payload))
 
 
@@ -204,26 +213,28 @@ def _spawn(run: str, argv: list[str], result: Result) -> None:
         return
     payload = json.loads(lines[-1][len("RESULT "):])
     result.step_s.append(payload["median_s"])
+    result.cpu_s.append(payload["cpu_s"])
     result.rss_mib.append(payload["rss_mib"])
     result.step_mib.append(payload["step_mib"])
 
 
 def _table(results: dict[str, Result]) -> str:
-    rows = [f"{'run':<32} {'s/step':>8} {'peak RSS MiB':>13} {'training MiB':>13}"]
+    rows = [f"{'run':<32} {'s/step':>8} {'CPU s/step':>10} {'peak RSS MiB':>13} {'training MiB':>13}"]
     for run, r in results.items():
-        rows.append(f"{LABELS[run]:<32} {r.time:>8.3f} {r.rss:>13.0f} {r.step_memory:>13.0f}"
+        rows.append(f"{LABELS[run]:<32} {r.time:>8.3f} {r.cpu:>10.3f} {r.rss:>13.0f} {r.step_memory:>13.0f}"
                     + (f"   {r.error}" if r.error else ""))
     ours, nni_ = results["ours"], results.get("nni")
     if nni_ is not None and nni_.step_s and ours.step_s:
-        rows.append(f"{'DARTS ours / NNI':<32} {ours.time / nni_.time:>8.3f} {ours.rss / nni_.rss:>13.3f} "
-                    f"{ours.step_memory / nni_.step_memory:>13.3f}")
+        rows.append(f"{'DARTS ours / NNI':<32} {ours.time / nni_.time:>8.3f} {ours.cpu / nni_.cpu:>10.3f} "
+                    f"{ours.rss / nni_.rss:>13.3f} {ours.step_memory / nni_.step_memory:>13.3f}")
         pc = results.get("ours_pc4")
         if pc is not None and pc.rss_mib:
-            rows.append(f"{'PC-DARTS K=4 ours / NNI DARTS':<32} {'':>8} {pc.rss / nni_.rss:>13.3f} "
-                        f"{pc.step_memory / nni_.step_memory:>13.3f}")
+            rows.append(f"{'PC-DARTS K=4 ours / NNI DARTS':<32} {pc.time / nni_.time:>8.3f} {pc.cpu / nni_.cpu:>10.3f} "
+                        f"{pc.rss / nni_.rss:>13.3f} {pc.step_memory / nni_.step_memory:>13.3f}")
     second = results.get("ours_second")
     if second is not None and second.step_s and ours.step_s:
-        rows.append(f"{'2nd order / 1st order (ours)':<32} {second.time / ours.time:>8.3f}")
+        rows.append(f"{'2nd order / 1st order (ours)':<32} {second.time / ours.time:>8.3f} "
+                    f"{second.cpu / ours.cpu:>10.3f}")
     return "\n".join(rows)
 
 
@@ -271,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             if results[run].error is None:
                 _spawn(run, shared, results[run])
     print(_table(results))
-    print("s/step: min over rounds of each run's median; peak RSS: ru_maxrss of the run's own process (imports "
+    print("s/step (wall) and CPU s/step (process time: robust to other load on the machine): min over rounds of "
+          "each run's median; peak RSS: ru_maxrss of the run's own process (imports "
           "included), min over rounds; training MiB: peak RSS minus the RSS when training started")
     return 0
 
