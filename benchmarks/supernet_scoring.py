@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import statistics
@@ -35,6 +36,7 @@ from lightning_nas.arch import Architecture
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.evaluators.supernet import SupernetEvaluator
 from lightning_nas.evaluators.train import seeded
+from lightning_nas.nn import freeze
 from lightning_nas.spaces import EfficientConvNetSpace
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.supernet import SupernetModule
@@ -71,15 +73,31 @@ def architectures(space: SearchSpace, count: int, seed: int) -> list[Architectur
     return list(found)
 
 
-def score_all(evaluator: SupernetEvaluator, space: SearchSpace, archs: list[Architecture]) -> tuple[list[float], float]:
-    """Validation accuracies of ``archs`` and the wall time of scoring them all."""
-    start = time.perf_counter()
+def score_all(evaluator: SupernetEvaluator, space: SearchSpace,
+              archs: list[Architecture]) -> tuple[list[float], float, float]:
+    """Validation accuracies of ``archs``, and the wall and process CPU time of scoring them all."""
+    start, cpu = time.perf_counter(), time.process_time()
     results = [evaluator.evaluate(space, arch) for arch in archs]
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"{len(failed)} subnets failed, first: {failed[0]}")
-    return [r.metrics["search/val_acc"] for r in results], elapsed
+    return [r.metrics["search/val_acc"] for r in results], elapsed, cpu
+
+
+def freeze_times(supernet: torch.nn.Module, archs: list[Architecture]) -> dict[str, float]:
+    """Milliseconds per subnet: ``freeze`` sharing weights, ``freeze`` copying the path, and a deep copy
+    of the whole supernet (what ``freeze`` did first before it visited only the chosen path)."""
+    runs = {"freeze(share_weights=True)": lambda a: freeze(supernet, a, share_weights=True),
+            "freeze(share_weights=False)": lambda a: freeze(supernet, a),
+            "copy.deepcopy(supernet)": lambda a: copy.deepcopy(supernet)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for arch in archs:  # interleaved
+        for name, run in runs.items():
+            start = time.process_time()
+            run(arch)
+            times[name].append(time.process_time() - start)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def compare(archs: list[Architecture], scores: list[float], baseline: dict[str, Any]) -> str:
@@ -118,12 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     data = DigitsDataModule(batch_size=args.batch_size, val_fraction=0.25, seed=args.seed)
     evaluator = SupernetEvaluator(module, data, calibration_batches=args.calibration_batches, measure_hardware=False)
     archs = architectures(space, args.num_archs, args.seed + 1)
-    scores, _ = score_all(evaluator, space, archs)  # warm-up pass (also caches the batches)
-    times = [score_all(evaluator, space, archs)[1] for _ in range(args.repeats)]
-    rate = len(archs) / statistics.median(times)
-    print(f"supernet scoring: {rate:.1f} subnets/s (median of {args.repeats} passes over {len(archs)} subnets; "
-          f"batch {args.batch_size}, {args.calibration_batches} calibration batches, full validation split, "
-          f"{args.threads} thread(s))")
+    scores, _, _ = score_all(evaluator, space, archs)  # warm-up pass (also caches the batches)
+    passes = [score_all(evaluator, space, archs)[1:] for _ in range(args.repeats)]
+    rate = len(archs) / statistics.median(p[0] for p in passes)
+    cpu_rate = len(archs) / statistics.median(p[1] for p in passes)
+    print(f"supernet scoring: {rate:.1f} subnets/s wall, {cpu_rate:.1f} per CPU second (median of {args.repeats} "
+          f"passes over {len(archs)} subnets; batch {args.batch_size}, {args.calibration_batches} calibration "
+          f"batches, full validation split, {args.threads} thread(s))")
+    for name, ms in freeze_times(module.supernet, archs[:20]).items():
+        print(f"  {name:<28} {ms:8.2f} CPU ms per subnet")
     if args.record is not None:
         payload = {"settings": {k: v for k, v in vars(args).items() if k not in ("record", "baseline")},
                    "archs": [a.to_dict() for a in archs], "scores": scores}
