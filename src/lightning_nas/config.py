@@ -266,6 +266,7 @@ class DartsConfig:
     max_skip_connections: int | None = None
     collapse_action: str = "warn"
     seed: int = II("seed")
+    activation_checkpointing: bool = False
 
 
 @dataclass

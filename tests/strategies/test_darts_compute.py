@@ -59,3 +59,20 @@ def test_second_order_step_uses_the_weight_gradient_once(monkeypatch, tmp_path) 
     expected = [p.grad for p in probe.network.parameters()]
     for got, want in zip(seen[0], expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_activation_checkpointing_gives_the_same_arch_gradient() -> None:
+    import pytest
+
+    from lightning_nas.spaces.darts_cell import DartsCellSpace
+
+    space = NB201Space((1, 8, 8), 3, cells_per_stage=1, channels=4)
+    plain, checkpointed = DartsModule(space, partial_channels=2), DartsModule(space, partial_channels=2,
+                                                                             activation_checkpointing=True)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert all(cell.checkpoint for cell in checkpointed.network.modules() if hasattr(cell, "checkpoint"))
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    grads = [torch.autograd.grad(F.cross_entropy(m(x), y), m.arch_parameters()) for m in (plain, checkpointed)]
+    torch.testing.assert_close(grads[0], grads[1])
+    with pytest.raises(ValueError, match="nb201"):
+        DartsModule(DartsCellSpace((1, 8, 8), 3, num_cells=3, channels=4), activation_checkpointing=True)

@@ -41,6 +41,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lightning_nas.arch import Architecture
+from lightning_nas.spaces.fused_cell import FusedNB201Cell
 from lightning_nas.strategies.darts_utils import count_ops, plot_alphas, unrolled_arch_gradients
 
 __all__ = ["BilevelDataModule", "DartsModule", "RelaxableSpace"]
@@ -138,6 +139,15 @@ def _check_arguments(
         raise ValueError(f"epochs must be positive or None, got {epochs}")
 
 
+def _enable_checkpointing(network: nn.Module) -> None:
+    """Turn on activation checkpointing in every fused relaxed cell of ``network``."""
+    cells = [m for m in network.modules() if isinstance(m, FusedNB201Cell)]
+    if not cells:
+        raise ValueError("activation_checkpointing needs a space with fused relaxed cells (search_space=nb201)")
+    for cell in cells:
+        cell.checkpoint = True
+
+
 class DartsModule(L.LightningModule):
     """Differentiable architecture search over a relaxable space (DARTS, second-order DARTS, PC-DARTS).
 
@@ -163,6 +173,8 @@ class DartsModule(L.LightningModule):
         output_dir: where ``alphas/epoch_XXX.png`` and ``genotype.json`` go; None means
             ``<trainer.default_root_dir>/darts``.
         seed: seed of the alpha initialisation.
+        activation_checkpointing: keep only each relaxed cell's input for the backward pass and run the
+            cell again there: much less memory, about a third more time (``nb201`` only).
 
     Example:
         >>> from lightning_nas.spaces.darts_cell import DartsCellSpace
@@ -190,6 +202,7 @@ class DartsModule(L.LightningModule):
         collapse_action: Literal["warn", "stop", "cap"] = "warn",
         output_dir: str | Path | None = None,
         seed: int = 0,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_arguments(order, collapse_action, partial_channels, warmup_epochs, max_skip_connections, epochs)
@@ -210,6 +223,8 @@ class DartsModule(L.LightningModule):
             raise ValueError(f"DARTS needs a relaxable search space (search_space=darts_cell or nb201), "
                              f"got search_space={getattr(space, 'name', type(space).__name__)}")
         self.network = space.relaxed(partial_channels)
+        if activation_checkpointing:
+            _enable_checkpointing(self.network)
         self.kinds = list(space.alpha_shapes())
         self.edge_normalization = partial_channels > 1 and bool(getattr(space, "edge_normalization", False))
         self._init_arch_parameters(torch.Generator().manual_seed(seed))
