@@ -6,7 +6,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_nas.nn import ElasticBatchNorm2d, ElasticConv2d, LayerChoice, ValueChoice, activate, freeze, recalibrate_bn
+from lightning_nas.nn import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    LayerChoice,
+    ValueChoice,
+    activate,
+    freeze,
+    recalibrate_bn,
+)
 
 
 def _supernet() -> nn.Module:
@@ -95,7 +103,8 @@ def test_many_shared_freezes_agree_with_copies() -> None:
     rng = np.random.default_rng(0)
     x = torch.randn(2, 1, 6, 6)
     for _ in range(5):
-        arch = {"width": int(rng.choice([4, 8])), "kernel": int(rng.choice([3, 5])), "op": str(rng.choice(["bn", "skip"]))}
+        arch = {"width": int(rng.choice([4, 8])), "kernel": int(rng.choice([3, 5])),
+                "op": str(rng.choice(["bn", "skip"]))}
         if arch["op"] == "bn" and arch["width"] == 4:
             arch["op"] = "skip"  # the BN candidate is built for 8 channels
         shared, copied = freeze(supernet, arch, share_weights=True).eval(), freeze(supernet, arch).eval()

@@ -42,7 +42,7 @@ class _OutputSavingBatchNorm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, z: torch.Tensor, norm: nn.BatchNorm2d, update_stats: bool
     ) -> torch.Tensor:
         momentum = 0.1 if norm.momentum is None else norm.momentum
@@ -51,13 +51,13 @@ class _OutputSavingBatchNorm(torch.autograd.Function):
             z, None, None, norm.running_mean if running else None, norm.running_var if running else None,
             True, momentum, norm.eps,
         )
-        if running:
+        if running and norm.num_batches_tracked is not None:
             norm.num_batches_tracked.add_(1)
         ctx.save_for_backward(y, rstd)
         return y
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         y, rstd = ctx.saved_tensors
         # the native kernel with input y, mean 0, invstd 1 and weight rstd computes exactly that
         zeros, ones = torch.zeros_like(rstd), torch.ones_like(rstd)
@@ -76,7 +76,7 @@ def batch_norm_saving_output(z: torch.Tensor, norm: nn.BatchNorm2d, update_stats
         if update_stats:
             return norm(z)
         return F.batch_norm(z, None, None, None, None, True, 0.0, norm.eps) if norm.training else norm(z)
-    return _OutputSavingBatchNorm.apply(z, norm, update_stats)  # type: ignore[no-any-return]
+    return cast(torch.Tensor, _OutputSavingBatchNorm.apply(z, norm, update_stats))
 
 
 class _SourceOps(nn.Module):
@@ -113,17 +113,17 @@ class FusedNB201Cell(nn.Module):
         if not (self.checkpoint and self.training and torch.is_grad_enabled()):
             return self._cell(x, weights, True)
         calls = itertools.count()
-        out = torch.utils.checkpoint.checkpoint(
+        out: torch.Tensor = torch.utils.checkpoint.checkpoint(
             lambda a, w: self._cell(a, w, next(calls) == 0), x, weights, use_reentrant=False
         )
-        return cast(torch.Tensor, out)
+        return out
 
     def _cell(self, x: torch.Tensor, weights: torch.Tensor, update_stats: bool) -> torch.Tensor:
         sums: list[torch.Tensor | None] = [x, None, None, None]
         for i, ops in enumerate(self.sources):
             node = sums[i]
             assert node is not None
-            terms = self._edge_terms(node, ops, weights[self.rows[i]], update_stats)
+            terms = self._edge_terms(node, cast(_SourceOps, ops), weights[self.rows[i]], update_stats)
             for j, term in zip(range(i + 1, 4), terms, strict=True):
                 previous = sums[j]
                 sums[j] = term if previous is None else previous + term

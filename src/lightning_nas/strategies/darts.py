@@ -315,7 +315,7 @@ class DartsModule(L.LightningModule):
         params = self.arch_parameters()
         if self.order == "second":
             lr = float(weight_opt.param_groups[0]["lr"])
-            weights = dict(self.network.named_parameters())
+            weights: dict[str, torch.Tensor] = dict(self.network.named_parameters())
             train_grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in weights.values()]
             grads = unrolled_arch_gradients(
                 self._loss, weights, params, train, val, lr, self.weight_decay, train_grads=train_grads
