@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightning_nas.spaces.cell_ops import CELL_OPS, NB201_OPS
-from lightning_nas.spaces.fused_cell import FusedNB201Cell, batch_norm_saving_output
+from lightning_nas.spaces.fused_cell import FusedNB201Cell, average_pool_3x3, batch_norm_saving_output
 from lightning_nas.spaces.nb201 import EDGES, NB201Cell
 
 
@@ -93,3 +93,11 @@ def test_checkpointed_cell_gives_the_same_gradients_and_statistics() -> None:
         torch.testing.assert_close(got, want)
     for a, b in zip(plain.buffers(), checkpointed.buffers(), strict=True):
         torch.testing.assert_close(a, b)  # statistics updated once, not again by the recomputation
+
+
+def test_average_pool_matches_avg_pool_without_padding_counts() -> None:
+    x = torch.randn(2, 3, 5, 7, requires_grad=True)
+    want = nn.functional.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)
+    torch.testing.assert_close(average_pool_3x3(x), want)
+    grad = torch.randn_like(want)
+    torch.testing.assert_close(torch.autograd.grad(average_pool_3x3(x), x, grad), torch.autograd.grad(want, x, grad))

@@ -26,7 +26,7 @@ from torch import nn
 
 from lightning_nas.spaces.cell_ops import NB201_OPS, channel_shuffle
 
-__all__ = ["FusedNB201Cell", "batch_norm_saving_output"]
+__all__ = ["FusedNB201Cell", "average_pool_3x3", "batch_norm_saving_output"]
 
 EDGES: tuple[tuple[int, int], ...] = tuple((j, i) for j in range(1, 4) for i in range(j))
 SKIP, CONV1, CONV3, POOL = (NB201_OPS.index(n) for n in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3",
@@ -77,6 +77,15 @@ def batch_norm_saving_output(z: torch.Tensor, norm: nn.BatchNorm2d, update_stats
             return norm(z)
         return F.batch_norm(z, None, None, None, None, True, 0.0, norm.eps) if norm.training else norm(z)
     return cast(torch.Tensor, _OutputSavingBatchNorm.apply(z, norm, update_stats))
+
+
+def average_pool_3x3(x: torch.Tensor) -> torch.Tensor:
+    """``avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)`` as a depthwise box filter over the
+    border counts: the same values, about twice as fast forward and backward on CPU."""
+    channels, (height, width) = x.shape[1], x.shape[2:]
+    box = x.new_full((channels, 1, 3, 3), 1.0)
+    counts = F.conv2d(x.new_ones(1, 1, height, width), x.new_ones(1, 1, 3, 3), padding=1)
+    return F.conv2d(x, box, padding=1, groups=channels) / counts
 
 
 class _SourceOps(nn.Module):
@@ -146,7 +155,7 @@ class FusedNB201Cell(nn.Module):
             if used[CONV3]:
                 outputs[CONV3] = batch_norm_saving_output(ops.conv3(relu), ops.bn3, update_stats)
         if used[POOL]:
-            pool = F.avg_pool2d(active, 3, 1, padding=1, count_include_pad=False)
+            pool = average_pool_3x3(active)
         slices = {op: value.split(c, dim=1) for op, value in outputs.items()}  # one cat in the backward
         terms = []
         for t, row in enumerate(weights.unbind(0)):
