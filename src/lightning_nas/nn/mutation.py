@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,8 +44,12 @@ def decisions(model: nn.Module) -> dict[str, ValueChoice]:
     Raises:
         ValueError: when two different decisions share a label but not their candidates.
     """
+    return _by_label(_leaves(model))
+
+
+def _by_label(leaves: Iterable[ValueChoice]) -> dict[str, ValueChoice]:
     found: dict[str, ValueChoice] = {}
-    for leaf in _leaves(model):
+    for leaf in leaves:
         seen = found.setdefault(leaf.label, leaf)
         if seen.candidates != leaf.candidates:
             raise ValueError(
@@ -147,8 +151,8 @@ def freeze(model: nn.Module, arch: Mapping[str, Any], share_weights: bool = Fals
         >>> frozen[0].weight is net[0].candidates["a"].weight
         True
     """
-    frozen_arch = validate(decisions(model), arch)
-    leaves = list(_leaves(model))
+    leaves = list(_leaves(model))  # one walk over the supernet
+    frozen_arch = validate(_by_label(leaves), arch)
     previous = [leaf.value for leaf in leaves]
     try:
         for leaf in leaves:
