@@ -174,7 +174,7 @@ class DartsModule(L.LightningModule):
             ``<trainer.default_root_dir>/darts``.
         seed: seed of the alpha initialisation.
         activation_checkpointing: keep only each relaxed cell's input for the backward pass and run the
-            cell again there: much less memory, about a third more time (``nb201`` only).
+            cell again there: less memory, more time (``nb201`` only).
 
     Example:
         >>> from lightning_nas.spaces.darts_cell import DartsCellSpace
