@@ -109,3 +109,15 @@ def test_many_shared_freezes_agree_with_copies() -> None:
             arch["op"] = "skip"  # the BN candidate is built for 8 channels
         shared, copied = freeze(supernet, arch, share_weights=True).eval(), freeze(supernet, arch).eval()
         assert torch.equal(shared(x), copied(x))
+
+
+def test_evaluator_scores_shared_subnets_but_hands_out_copies() -> None:
+    from lightning_nas.evaluators.supernet import SupernetEvaluator
+
+    supernet = _supernet()
+    batches = [(torch.randn(4, 1, 6, 6), torch.tensor([0, 1, 2, 3]))]
+    evaluator = SupernetEvaluator(supernet, calibration_batches=1, measure_hardware=False,
+                                  train_dataloader=batches, val_dataloader=batches)
+    storages = _storages(supernet)
+    assert _storages(evaluator.subnet(ARCH, share_weights=True)) <= storages
+    assert not _storages(evaluator.subnet(ARCH)) & storages

@@ -143,7 +143,7 @@ class SupernetEvaluator(Evaluator):
         metrics: dict[str, float] = {}
         try:
             chosen = space.validate(arch)
-            model = self.subnet(chosen)
+            model = self.subnet(chosen, share_weights=True)
             with torch.inference_mode():
                 metrics["search/val_acc"] = float(self.val_score(model, self._val_batches()))
             metrics.update(self._model_metrics(chosen, model, space.input_shape))
@@ -155,9 +155,13 @@ class SupernetEvaluator(Evaluator):
         self.seconds += duration
         return EvalResult("ok", metrics, duration_s=duration)
 
-    def subnet(self, arch: Architecture) -> nn.Module:
-        """The frozen path ``arch`` with inherited weights and recalibrated BN, in eval mode."""
-        model = freeze(self.supernet, arch, share_weights=True)
+    def subnet(self, arch: Architecture, share_weights: bool = False) -> nn.Module:
+        """The frozen path ``arch`` with inherited weights and recalibrated BN, in eval mode.
+
+        Scoring shares the supernet's weights (no copy; BN statistics are the subnet's own); by
+        default the weights are copied, so the returned model is independent of the supernet.
+        """
+        model = freeze(self.supernet, arch, share_weights=share_weights)
         if self.calibration_batches:
             recalibrate_bn(model, self._calibration_batches())
         return model.eval()
