@@ -53,7 +53,7 @@ def measure(space: SearchSpace, archs: list[Architecture], target: CpuTarget, ro
 def cold_rate(predictor: LatencyPredictor, space: SearchSpace, archs: list[Architecture]) -> float:
     """Predictions per second of a freshly loaded copy (no cached features)."""
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = LatencyPredictor.load(predictor.save(Path(tmp) / "p.joblib"))
+        fresh = LatencyPredictor.load(predictor.save(Path(tmp) / "p.json"))
     started = time.perf_counter()
     fresh.predict(space, archs)
     return len(archs) / (time.perf_counter() - started)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -43,3 +45,23 @@ class ToySpace(SearchSpace):
 @pytest.fixture
 def toy_space() -> ToySpace:
     return ToySpace(input_shape=(1, 8, 8), num_classes=10)
+
+
+class _Marker:
+    """Unpickling this object would run ``open(marker, "w")``: proof that a loader executed file content."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (self.marker, "w")
+
+
+@pytest.fixture
+def crafted_pickle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(file, marker)``: a pickle (also a valid ``torch.save`` zip) that creates ``marker`` when unpickled."""
+    folder = tmp_path_factory.mktemp("crafted")
+    path, marker = folder / "payload.pt", folder / "ran_code"
+    torch.save({"weight": _Marker(str(marker))}, path, _use_new_zipfile_serialization=True)
+    assert not marker.exists()
+    return path, marker

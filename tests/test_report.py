@@ -86,7 +86,7 @@ def test_cli_entry_point(multirun: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_cli_without_runs_fails_cleanly(tmp_path: Path) -> None:
-    assert main([str(tmp_path)]) == 1
+    assert main([str(tmp_path)]) == 2
     assert format_table([]).startswith("strategy")
 
 
@@ -95,3 +95,11 @@ def test_python_dash_m(multirun: Path) -> None:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "random" in done.stdout
+
+
+def test_the_history_header_is_not_a_record(tmp_path: Path) -> None:
+    history = History(tmp_path / "run" / "history.jsonl", fingerprint={"seed": 0})
+    history.append(Architecture({"a": 1}), EvalResult("ok", {"search/val_acc": 0.7}, duration_s=1.0))
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"evaluations": 1, "total_seconds": 2.0}))
+    [loaded] = load_runs(tmp_path)
+    assert loaded.best_so_far.tolist() == [0.7]

@@ -13,7 +13,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING, OmegaConf
 
-__all__ = ["GROUP_SCHEMAS", "LightningNASConfig", "register_configs"]
+__all__ = ["GROUP_SCHEMAS", "ConfigError", "LightningNASConfig", "register_configs"]
+
+
+class ConfigError(ValueError):
+    """A configuration value (or a file it names) is wrong; the message starts with the key: ``<key>: <what>``."""
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
 from lightning_nas.callbacks.wandb_logger import arch_columns, run_names
+from lightning_nas.config import ConfigError
 from lightning_nas.evaluators.supernet import retrain
 from lightning_nas.evaluators.tabular import TabularEvaluator
 from lightning_nas.executors import LocalExecutor, run_search_parallel
@@ -28,23 +29,30 @@ from lightning_nas.hardware.targets import HardwareEvaluator
 from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.planner import cpu_seconds, time_budget_from_config
+from lightning_nas.preflight import (
+    blame_budget,
+    check_accelerator,
+    check_budget,
+    check_counts,
+    check_one_batch,
+    check_output_dir,
+    check_resume,
+)
+from lightning_nas.results.failures import best_or_fail
 from lightning_nas.results.final_model import load_final_weights, save_final_model
+from lightning_nas.results.fingerprint import run_fingerprint
 from lightning_nas.results.history import History
 from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
-from lightning_nas.search import best_record, notify, run_search
+from lightning_nas.search import notify, run_search
 from lightning_nas.strategies.auto import AutoStrategy
 from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
 from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
 from lightning_nas.strategies.supernet_search import SupernetSearch
 from lightning_nas.strategies.transfer import WarmStartEvolution
 
-__all__ = ["ConfigError", "build_node", "resolve_output_dir", "run", "strategy_choice"]
+__all__ = ["ConfigError", "build_node", "check", "resolve_output_dir", "run", "strategy_choice"]
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the key."""
 
 
 def build_node(cfg: DictConfig, group: str, **runtime: Any) -> Any:
@@ -58,8 +66,18 @@ def build_node(cfg: DictConfig, group: str, **runtime: Any) -> Any:
         cause = error.__cause__ or error
         message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         if not message.startswith(f"{group}."):
-            message = f"{group}: {message}"
-        raise ConfigError(message) from cause
+            message = f"{_file_key(node, group, cause)}: {message}"
+        raise ConfigError(blame_budget(cfg, message) if group == "strategy" else message) from cause
+
+
+def _file_key(node: DictConfig, group: str, cause: BaseException) -> str:
+    """``group.key`` when ``cause`` is about a file that one of the node's settings names, else ``group``."""
+    filename = getattr(cause, "filename", None)
+    if filename is not None:
+        for key, value in node.items():
+            if isinstance(value, str) and value and str(filename) in (value, str(Path(value).expanduser())):
+                return f"{group}.{key!s}"
+    return group
 
 
 def strategy_choice(cfg: DictConfig) -> str:
@@ -91,12 +109,36 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def _open_history(output_dir: Path, resume: bool) -> History:
-    path = output_dir / "history.jsonl"
-    if path.exists() and path.stat().st_size > 0 and not resume:
-        raise ConfigError(f"resume: {output_dir} already holds a search; pass resume=true to continue it "
-                          "or choose another output_dir")
-    return History(path)
+def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, Any, Any, Any]:
+    """Build ``(datamodule, space, strategy, evaluator, objective)`` and run the preflight, writing nothing.
+
+    Raises:
+        ConfigError: one line naming the key, for the first problem found (see :mod:`lightning_nas.preflight`).
+    """
+    check_counts(cfg)
+    try:
+        time_budget_from_config(cfg.budget, time.perf_counter(), int(cfg.export.top_k))  # budget.time parses
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    check_accelerator(str(cfg.trainer.accelerator))
+    if output_dir is not None:
+        check_output_dir(output_dir)
+        check_resume(output_dir / "history.jsonl", bool(cfg.resume), run_fingerprint(cfg))
+    datamodule = build_node(cfg, "data")
+    space = build_node(cfg, "search_space", input_shape=list(datamodule.input_shape),
+                       num_classes=datamodule.num_classes)
+    strategy = build_node(cfg, "strategy", space=space, output_dir=str((output_dir or Path(".")) / "darts"))
+    evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
+    if isinstance(strategy, AutoStrategy):  # chosen from the space, the budget and the evaluator's cost
+        strategy = strategy.build(space, evaluator)
+    if cfg.get("hardware") is not None:
+        evaluator = HardwareEvaluator(evaluator, build_node(cfg, "hardware"))
+    objective = build_node(cfg, "objective")
+    if cfg.get("executor") is not None:
+        build_node(cfg, "executor")  # constructing one starts nothing; its settings are checked here
+    check_one_batch(datamodule)
+    check_budget(space, getattr(objective, "constraints", []))
+    return datamodule, space, strategy, evaluator, objective
 
 
 def _run_darts(module: DartsModule, space: Any, datamodule: Any, evaluator: Any, history: History, logger: Any,
@@ -180,20 +222,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         time_budget = time_budget_from_config(cfg.budget, started, int(cfg.export.top_k))
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    output_dir.mkdir(parents=True, exist_ok=True)
-    history = _open_history(output_dir, bool(cfg.resume))
+    datamodule, space, strategy, evaluator, objective = check(cfg, output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)  # written only now that every check passed
+    history = History(output_dir / "history.jsonl", fingerprint=run_fingerprint(cfg))
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-    datamodule = build_node(cfg, "data")
-    space = build_node(cfg, "search_space", input_shape=list(datamodule.input_shape),
-                       num_classes=datamodule.num_classes)
-    strategy = build_node(cfg, "strategy", space=space, output_dir=str(output_dir / "darts"))
-    evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
-    if isinstance(strategy, AutoStrategy):  # chosen from the space, the budget and the evaluator's cost
-        strategy = strategy.build(space, evaluator)
-    if cfg.get("hardware") is not None:
-        evaluator = HardwareEvaluator(evaluator, build_node(cfg, "hardware"))
-    objective = build_node(cfg, "objective")
     names = {k: v for k, v in run_names(str(cfg.name), strategy_choice(cfg), int(cfg.seed)).items()
              if cfg.logger.get(k) is None}  # the config's own run_name / group win
     logger = build_node(cfg, "logger", output_dir=str(output_dir),
@@ -240,7 +272,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                     listeners=listeners, progress=bool(cfg.progress))
     search_seconds, search_cpu_seconds = time.perf_counter() - started, cpu_seconds() - cpu_started
 
-    best = best_record(history, objective)
+    best = best_or_fail(history, objective)
     best.arch.save(output_dir / "best" / "arch.json")
     test_metrics: dict[str, float] = {}
     final_model: Any = None

@@ -36,7 +36,7 @@ def test_every_preset_composes(group: str, name: str) -> None:
     override = f"{group}={name}"
     extra = {("data", "image_folder"): ["data.root=/tmp/images"],
              ("evaluator", "tabular"): ["evaluator.table=/tmp/table.csv"],
-             ("hardware", "predicted"): ["hardware.predictor_path=/tmp/predictor.joblib"]}.get((group, name), [])
+             ("hardware", "predicted"): ["hardware.predictor_path=/tmp/predictor.json"]}.get((group, name), [])
     cfg = _compose([override, *extra])
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     if group == "experiment":

@@ -31,6 +31,13 @@ TINY = [
 ]
 
 
+def _records(path: Path) -> list[dict]:
+    """The records of a history.jsonl (its first line is the fingerprint header)."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "fingerprint" in lines[0] and "index" not in lines[0]
+    return lines[1:]
+
+
 def _cfg(tmp_path: Path, *overrides: str):
     register_configs()
     with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
@@ -39,8 +46,7 @@ def _cfg(tmp_path: Path, *overrides: str):
 
 def test_run_writes_history_best_and_summary(tmp_path, capsys) -> None:
     summary = run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=3", "logger=wandb"))
-    lines = (tmp_path / "history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2]
+    assert [r["index"] for r in _records(tmp_path / "history.jsonl")] == [0, 1, 2]
     best = Architecture.load(tmp_path / "best" / "arch.json")
     assert best.to_dict() == summary["best"]["arch"]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
@@ -82,19 +88,19 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path) -> None:
     process = subprocess.Popen(_cli(tmp_path, *overrides), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
+    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 4):
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = history.read_text().splitlines()
-    assert 3 <= len(before) < 8, "the run must be killed mid-search"
+    assert 3 <= len(before) - 1 < 8, "the run must be killed mid-search"  # - the header line
 
     resumed = subprocess.run(_cli(tmp_path, *overrides, "resume=true"), env=env, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = history.read_text().splitlines()
     assert after[: len(before)] == before
-    records = [json.loads(line) for line in after]
+    records = _records(history)
     assert [r["index"] for r in records] == list(range(8))
     assert len({r["arch_id"] for r in records}) == 8
 
@@ -104,7 +110,7 @@ def test_supernet_strategy_reports_front_and_retrained_best(tmp_path, capsys) ->
                  "strategy.tournament_size=2", "strategy.elitism=1", "strategy.retrain=finetune"]
     summary = run(_cfg(tmp_path, *overrides))
     assert (tmp_path / "supernet.pt").exists()
-    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == summary["evaluations"] >= 4
+    assert len(_records(tmp_path / "history.jsonl")) == summary["evaluations"] >= 4
     assert summary["front"] and 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert "Pareto front" in capsys.readouterr().out
 
@@ -182,8 +188,8 @@ def test_process_executor_gives_the_local_history(tmp_path) -> None:
     base = ["strategy=random", "strategy.num_samples=3", "final_training=false"]
     run(_cfg(tmp_path / "local", *base))
     run(_cfg(tmp_path / "process", *base, "executor=process", "executor.max_workers=2"))
-    local = [json.loads(line) for line in (tmp_path / "local" / "history.jsonl").read_text().splitlines()]
-    pooled = [json.loads(line) for line in (tmp_path / "process" / "history.jsonl").read_text().splitlines()]
+    local = _records(tmp_path / "local" / "history.jsonl")
+    pooled = _records(tmp_path / "process" / "history.jsonl")
     assert [r["arch"] for r in local] == [r["arch"] for r in pooled]
     assert [r["metrics"]["search/val_acc"] for r in local] == [r["metrics"]["search/val_acc"] for r in pooled]
 
@@ -199,7 +205,7 @@ def test_transfer_experiment_seeds_from_a_source_run_and_plots(tmp_path) -> None
             "strategy.tournament_size=2", "strategy.elitism=1", "strategy.top_k=1", "final_training=false",
         ])
     run(cfg)
-    first = json.loads((tmp_path / "target" / "history.jsonl").read_text().splitlines()[0])
+    first = _records(tmp_path / "target" / "history.jsonl")[0]
     assert first["arch"] == json.loads((source / "best" / "arch.json").read_text())
     assert (tmp_path / "target" / "transfer.png").stat().st_size > 0
     assert (tmp_path / "target" / "efficiency.csv").exists()
@@ -239,3 +245,28 @@ def test_a_table_missing_architectures_stops_with_one_line(tmp_path) -> None:
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("lightning_nas: error:")]
     assert len(errors) == 1 and "is not in the table" in errors[0] and "Traceback" not in done.stderr
+
+
+def test_a_run_where_every_candidate_failed_ends_with_one_line(tmp_path, monkeypatch) -> None:
+    from lightning_nas.evaluators import TrainEvaluator
+    from lightning_nas.results.failures import SearchFailed
+
+    def broken(self, space, arch):
+        raise RuntimeError("the accelerator went away")
+
+    monkeypatch.setattr(TrainEvaluator, "evaluate", broken)
+    with pytest.raises(SearchFailed, match=r"all 2 candidates failed; most common reason \(2 of 2\): "
+                                           r"RuntimeError: the accelerator went away") as caught:
+        run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=2"))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_refused_resume_leaves_the_run_untouched(tmp_path) -> None:
+    run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=1", "final_training=false"))
+    saved = {name: (tmp_path / name).read_bytes() for name in ("config.yaml", "history.jsonl", "summary.json")}
+    with pytest.raises(ConfigError, match=r"^evaluator\.lr: differ from the run being resumed"):
+        run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=1", "evaluator.lr=0.1", "resume=true"))
+    assert {name: (tmp_path / name).read_bytes() for name in saved} == saved
+    extended = run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=2", "final_training=false",
+                        "resume=true"))  # a larger budget is the same search, continued
+    assert extended["evaluations"] == 2

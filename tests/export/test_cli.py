@@ -155,5 +155,7 @@ def test_command_line_error_is_one_line(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "lightning_nas.export", f"run={tmp_path / 'empty'}",
                            f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("lightning_nas.export: error: run: ")
+    assert done.stderr.splitlines() == [done.stderr.strip()]  # one line, nothing else
+    assert done.stderr.startswith("lightning_nas: error: run: ")
+    assert not (tmp_path / "out").exists()
     assert "config.yaml" in done.stderr

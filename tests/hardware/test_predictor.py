@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -65,23 +67,23 @@ def test_gradient_boosting_variant_predicts_positive_and_correlates(measured, fi
 @pytest.mark.parametrize("name", ["lut", "learned", "gbr"])
 def test_save_load_round_trip_predicts_identically(measured, fitted, tmp_path: Path, name: str) -> None:
     space, archs, _ = measured
-    path = fitted[name].save(tmp_path / f"{name}.joblib")
+    path = fitted[name].save(tmp_path / f"{name}.json")
     loaded = LatencyPredictor.load(path)
     np.testing.assert_array_equal(loaded.predict(space, archs[TRAIN:]), fitted[name].predict(space, archs[TRAIN:]))
 
 
 def test_predicted_target_uses_the_saved_predictor(measured, fitted, tmp_path: Path) -> None:
     space, archs, _ = measured
-    lut = PredictedLatencyTarget(str(fitted["lut"].save(tmp_path / "lut.joblib")))
+    lut = PredictedLatencyTarget(str(fitted["lut"].save(tmp_path / "lut.json")))
     expected = float(fitted["lut"].predict(space, archs[-1:])[0])
     assert lut.measure_candidate(space, archs[-1]) == {"hw/latency_ms": expected, "hw/latency_p90_ms": expected}
     assert lut.measure(space.build(archs[-1]), space.input_shape)["hw/latency_ms"] == pytest.approx(expected)
-    learned = PredictedLatencyTarget(str(fitted["learned"].save(tmp_path / "learned.joblib")))
+    learned = PredictedLatencyTarget(str(fitted["learned"].save(tmp_path / "learned.json")))
     assert learned.measure_candidate(space, archs[0])["hw/latency_ms"] > 0
     with pytest.raises(ValueError, match="decisions"):
         learned.measure(space.build(archs[0]), space.input_shape)
     with pytest.raises(ValueError, match=r"hardware\.predictor_path"):
-        PredictedLatencyTarget(str(tmp_path / "missing.joblib"))
+        PredictedLatencyTarget(str(tmp_path / "missing.json"))
 
 
 def test_lut_predictor_estimates_signatures_missing_from_its_table(measured, fitted) -> None:
@@ -107,3 +109,26 @@ def test_bad_inputs_are_rejected(toy_space: SearchSpace) -> None:
         LatencyPredictor().fit(toy_space, archs, [1.0, 0.0, 2.0])
     with pytest.raises(RuntimeError, match="not fitted"):
         LatencyPredictor().predict(toy_space, archs)
+
+
+def test_a_pickled_predictor_file_is_refused_without_running_it(crafted_pickle, tmp_path: Path) -> None:
+    path, marker = crafted_pickle
+    with pytest.raises(ValueError, match=r"hardware\.predictor_path: .* not a lightning_nas latency predictor"):
+        PredictedLatencyTarget(str(path))
+    joblib_file = tmp_path / "old.joblib"  # the former format: a plain pickle stream
+    joblib_file.write_bytes(pickle.dumps({"format": "lightning_nas.latency_predictor/1", "x": _marker(marker)}))
+    with pytest.raises(ValueError, match="not a lightning_nas latency predictor"):
+        LatencyPredictor.load(joblib_file)
+    assert not marker.exists()
+
+
+def _marker(marker: Path) -> object:
+    from conftest import _Marker
+
+    return _Marker(str(marker))
+
+
+def test_saved_predictor_is_plain_json(fitted, tmp_path: Path) -> None:
+    path = fitted["gbr"].save(tmp_path / "gbr.json")
+    payload = json.loads(path.read_text())
+    assert payload["regressor"]["type"] == "trees" and len(payload["regressor"]["trees"]) == 300

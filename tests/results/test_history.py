@@ -54,3 +54,12 @@ def test_a_corrupt_middle_line_is_an_error(tmp_path) -> None:
     path.write_text('not json\n{"index": 0}\n')
     with pytest.raises(ValueError, match="line 1 is not a history record"):
         History(path)
+
+
+def test_the_fingerprint_header_is_written_once_and_read_back(tmp_path) -> None:
+    path = tmp_path / "history.jsonl"
+    History(path, fingerprint={"seed": 3}).append(Architecture({"a": 1}), EvalResult("ok", {"search/val_acc": 0.5}))
+    reopened = History(path, fingerprint={"seed": 4})  # an existing file keeps its own header
+    assert reopened.fingerprint == {"seed": 3} and len(reopened) == 1
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0]) == {"fingerprint": {"seed": 3}, "format": "lightning_nas.history/1"}

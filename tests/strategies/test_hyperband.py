@@ -148,3 +148,11 @@ def test_train_multi_fidelity_continues_checkpoint(toy_space: SearchSpace, tmp_p
     assert Counting.reads == 2 * 64 + 64  # two more epochs plus BatchNorm recalibration, not three
     assert second.metrics["train/steps"] == 6 and second.metrics["train/epochs"] == 3  # 2 steps/epoch, continued
     assert ckpt2 != ckpt and "model/params" in second.metrics
+
+
+def test_a_crafted_checkpoint_path_runs_nothing(toy_space: SearchSpace, tmp_path: Path, crafted_pickle) -> None:
+    path, marker = crafted_pickle  # a history's "state" names the checkpoint a rung continues from
+    fidelity = TrainMultiFidelity(TrainEvaluator(TinyData(), max_epochs=1, latency_repeats=1), folder=str(tmp_path))
+    result, state = fidelity.evaluate_at(toy_space, toy_space.sample(np.random.default_rng(0)), 2, str(path))
+    assert not result.ok and state is None
+    assert not marker.exists()

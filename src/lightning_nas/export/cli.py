@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lightning_nas.arch import Architecture
-from lightning_nas.config import register_configs
+from lightning_nas.cli_errors import compose_or_fail, fail, hydra_overrides
+from lightning_nas.config import GROUP_SCHEMAS, ConfigError, register_configs
 from lightning_nas.export.package import DataInfo, package_architecture
-from lightning_nas.run import ConfigError, build_node
+from lightning_nas.run import build_node
+from lightning_nas.safe_load import load_state_dict_file
 
 __all__ = ["ExportAppConfig", "export_from_config", "find_run", "main", "run_weights"]
 
@@ -142,16 +145,32 @@ def _effective(cfg: DictConfig, run: Path | None, overrides: Sequence[str]) -> D
     for group, node in groups.items():
         if node is None:
             raise ConfigError(f"{group}: not set; pass {group}=... or run=<search run folder>")
+        _check_target(group, node, run)
     return OmegaConf.create({group: OmegaConf.to_container(node, resolve=True) for group, node in groups.items()})
 
 
-def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Build the architecture ``cfg`` names and write its packages; return the outcome as a dict.
+def _allowed_targets(group: str) -> set[str]:
+    """The classes export may build for ``group``: lightning_nas's registered data modules or search spaces."""
+    from lightning_nas.data.base import DATAMODULES
+    from lightning_nas.spaces.base import SPACES
 
-    Args:
-        cfg: the composed export config (:class:`ExportAppConfig`).
-        overrides: the command-line overrides; those of ``data``/``search_space`` win over a run's config.
-    """
+    registry: Any = DATAMODULES if group == "data" else SPACES
+    allowed = {f"{entry.__module__}.{entry.__qualname__}" for entry in map(registry.get, registry.names())}
+    return allowed | {str(schema._target_) for schema in GROUP_SCHEMAS[group].values()}  # type: ignore[attr-defined]
+
+
+def _check_target(group: str, node: Any, run: Path | None) -> None:
+    """Refuse a ``_target_`` outside lightning_nas's registries before anything is imported or built."""
+    target = node.get("_target_") if isinstance(node, DictConfig | dict) else None
+    if target not in _allowed_targets(group):
+        where = f" in {run / 'config.yaml'}" if run is not None else ""
+        raise ConfigError(f"{group}._target_: {target!r}{where} is not a lightning_nas {group.replace('_', ' ')} "
+                          f"(export builds only registered classes; pass {group}=<option> to choose one)")
+
+
+def _prepare(cfg: DictConfig, overrides: Sequence[str]) -> tuple[Path, Path | None, Any, Architecture, Any,
+                                                                 Path | None]:
+    """``(arch file, run, datamodule, arch, model, weights file)``: everything but the packages; writes nothing."""
     path, run = _locate(cfg)
     groups = _effective(cfg, run, overrides)
     datamodule = build_node(groups, "data")
@@ -174,7 +193,33 @@ def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[s
         model = space.build(arch)
     if weights is not None:
         log.info("loading weights from %s", weights)
-        model.load_state_dict(torch.load(str(weights), weights_only=True))
+        _load_weights(model, weights)
+    return path, run, datamodule, arch, model, weights
+
+
+def _load_weights(model: torch.nn.Module, weights: Path) -> None:
+    fix = "pass weights= a file saved with torch.save(model.state_dict()) for this architecture"
+    state = load_state_dict_file(weights, "weights", fix)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ConfigError(f"weights: {weights} does not fit the architecture ({len(missing)} tensors missing, e.g. "
+                          f"{missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]}) ({fix})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise ConfigError(f"weights: {weights} does not fit the architecture ({lines[-1][:200]}) ({fix})") from error
+
+
+def export_from_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Build the architecture ``cfg`` names and write its packages; return the outcome as a dict.
+
+    Args:
+        cfg: the composed export config (:class:`ExportAppConfig`).
+        overrides: the command-line overrides; those of ``data``/``search_space`` win over a run's config.
+    """
+    path, run, datamodule, arch, model, weights = _prepare(cfg, overrides)
     outcome = package_architecture(model, arch, Path(str(cfg.output_dir)), DataInfo.from_datamodule(datamodule),
                                    trained=weights is not None, quantize=bool(cfg.quantize), deploy=bool(cfg.deploy),
                                    codegen=bool(cfg.codegen))
@@ -191,13 +236,26 @@ def _app(cfg: DictConfig) -> None:
     try:
         result = export_from_config(cfg, list(HydraConfig.get().overrides.task))
     except (ConfigError, FileNotFoundError) as error:
-        sys.stderr.write(f"lightning_nas.export: error: {error}\n")
-        sys.exit(2)
+        fail(error)
     print(json.dumps(result, indent=2), flush=True)  # the command's result
     if result["errors"]:
         sys.exit(1)
 
 
-def main() -> None:
-    """Console entry point."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: ``argv`` (default ``sys.argv[1:]``) are Hydra overrides and flags.
+
+    The command line is composed and checked (files found, targets allowed, weights loadable) before
+    Hydra creates the export folder, so a bad one ends with one line on stderr, exit 2, nothing written.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    parsed = hydra_overrides(args)
+    if parsed is not None and not parsed[1]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _prepare(compose_or_fail("lightning_nas.conf", "export", parsed[0]), parsed[0])
+        except (ConfigError, FileNotFoundError) as error:
+            fail(error)
+    sys.argv = [sys.argv[0], *args]
     _app()

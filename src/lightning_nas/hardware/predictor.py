@@ -15,7 +15,8 @@ Two kinds:
 
 Features come from one batch-1 forward pass of the built candidate (about 40 ms for a small
 network); they are cached per architecture (the last ``CACHE_SIZE`` per space).
-Predictors are saved with :mod:`joblib` (load only files you trust: loading runs pickle).
+Predictors are saved as JSON (:mod:`lightning_nas.hardware.regressors` holds the fitted regressor as
+plain numbers): loading a predictor file never unpickles, so a file cannot run code.
 
 Example:
     >>> predictor = LatencyPredictor("learned").fit(space, train_archs, measured_ms)  # doctest: +SKIP
@@ -25,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import weakref
 from collections import OrderedDict, defaultdict
@@ -32,7 +34,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import joblib
 import numpy as np
 import torch
 from numpy.typing import NDArray
@@ -40,6 +41,7 @@ from torch import nn
 
 from lightning_nas.arch import Architecture
 from lightning_nas.hardware.lookup_table import LayerCall, LookupTable, layer_calls, measure_layers
+from lightning_nas.hardware.regressors import Regressor, from_dict, from_sklearn, to_dict
 from lightning_nas.hardware.targets import CpuTarget, HardwareTarget
 from lightning_nas.spaces.base import SearchSpace
 
@@ -58,7 +60,7 @@ __all__ = [
 KINDS = ("lut", "learned")
 REGRESSORS = ("linear", "gbr")
 CACHE_SIZE = 1024
-_FORMAT = "lightning_nas.latency_predictor/1"
+_FORMAT = "lightning_nas.latency_predictor/2"  # /1 was a joblib pickle: refused
 FloatArray = NDArray[np.float64]
 
 
@@ -163,7 +165,7 @@ class LatencyPredictor:
 
     Example:
         >>> predictor = LatencyPredictor("lut").fit(space, archs, measured_ms)  # doctest: +SKIP
-        >>> predictor.save("latency.joblib")  # doctest: +SKIP
+        >>> predictor.save("latency.json")  # doctest: +SKIP
     """
 
     def __init__(self, kind: str = "learned", regressor: str = "linear", table: LookupTable | str | Path | None = None,
@@ -178,7 +180,7 @@ class LatencyPredictor:
         self.table = LookupTable.load(table) if isinstance(table, str | Path) else table
         self.target = target
         self.feature_names: list[str] = []
-        self.regressor: Any = None
+        self.regressor: Regressor | None = None
         self.calibration = (1.0, 0.0)
         self.fallback: dict[str, tuple[float, float]] = {}
         self._cache: weakref.WeakKeyDictionary[SearchSpace, OrderedDict[Architecture, Profile]] = (
@@ -264,11 +266,12 @@ class LatencyPredictor:
         self.feature_names = []
         features = self.features(space, archs)
         if self.regressor_name == "linear":
-            self.regressor = LinearRegression(positive=True).fit(features, measured)
+            fitted: Any = LinearRegression(positive=True).fit(features, measured)
         else:
-            self.regressor = GradientBoostingRegressor(
+            fitted = GradientBoostingRegressor(
                 n_estimators=300, learning_rate=0.05, max_depth=2, subsample=0.8, random_state=self.seed
             ).fit(features, np.log(measured))
+        self.regressor = from_sklearn(fitted, features)  # plain numbers from here on (saved as JSON)
 
     def _measure_table(self, space: SearchSpace, archs: Sequence[Architecture]) -> LookupTable:
         target = self.target or CpuTarget()
@@ -323,6 +326,7 @@ class LatencyPredictor:
         if not archs:
             return np.zeros(0)
         if self.kind == "learned":
+            assert self.regressor is not None  # fitted
             predicted = np.asarray(self.regressor.predict(self.features(space, archs)), dtype=np.float64)
             return np.maximum(predicted, 1e-6) if self.regressor_name == "linear" else np.exp(predicted)
         sums = np.array([self._lut_sum(found) for found, _ in self.profiles(space, archs)])
@@ -357,34 +361,47 @@ class LatencyPredictor:
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the fitted predictor to ``path`` (joblib)."""
+        """Write the fitted predictor to ``path`` as JSON (data only; see :meth:`load`)."""
         if not self.fitted:
             raise RuntimeError("save() needs a fitted predictor")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         table = self.table
-        joblib.dump({
+        payload = {
             "format": _FORMAT, "kind": self.kind, "regressor_name": self.regressor_name, "seed": self.seed,
-            "feature_names": self.feature_names, "regressor": self.regressor, "calibration": self.calibration,
-            "fallback": self.fallback,
+            "feature_names": self.feature_names, "calibration": list(self.calibration),
+            "regressor": None if self.regressor is None else to_dict(self.regressor),
+            "fallback": {kind: list(fit) for kind, fit in self.fallback.items()},
             "table": None if table is None else {"entries": table.entries, "device": table.device, "meta": table.meta},
-        }, path)
+        }
+        path.write_text(json.dumps(payload, allow_nan=False))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyPredictor:
-        """Read a predictor written by :meth:`save` (a trusted file: joblib runs pickle)."""
-        payload = joblib.load(Path(path))
+        """Read a predictor written by :meth:`save`; ``ValueError`` for any other file (nothing is unpickled)."""
+        try:
+            payload = json.loads(Path(path).read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not a lightning_nas latency predictor (JSON expected, "
+                             "e.g. a file saved by LatencyPredictor.save)") from error
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a lightning_nas latency predictor")
-        predictor = cls(payload["kind"], payload["regressor_name"], seed=payload["seed"])
+            raise ValueError(f"{path} is not a lightning_nas latency predictor ({_FORMAT})")
+        try:
+            return cls._from_payload(payload, str(path))
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path}: malformed latency predictor: {error!r}") from error
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any], source: str) -> LatencyPredictor:
+        predictor = cls(str(payload["kind"]), str(payload["regressor_name"]), seed=int(payload["seed"]))
         if payload["table"] is not None:
-            predictor.table = LookupTable(source=str(path), **payload["table"])
-        predictor.feature_names = list(payload["feature_names"])
-        predictor.regressor = payload["regressor"]
+            predictor.table = LookupTable(source=source, **payload["table"])
+        predictor.feature_names = [str(name) for name in payload["feature_names"]]
+        predictor.regressor = None if payload["regressor"] is None else from_dict(payload["regressor"])
         slope, intercept = payload["calibration"]
         predictor.calibration = (float(slope), float(intercept))
-        predictor.fallback = dict(payload["fallback"])
+        predictor.fallback = {str(k): (float(a), float(b)) for k, (a, b) in dict(payload["fallback"]).items()}
         return predictor
 
     def __repr__(self) -> str:

@@ -294,7 +294,7 @@ class PredictedLatencyTarget(HardwareTarget):
         predictor_path: a file written by ``LatencyPredictor.save``.
 
     Example:
-        >>> PredictedLatencyTarget("latency.joblib").measure_candidate(space, arch)  # doctest: +SKIP
+        >>> PredictedLatencyTarget("latency.json").measure_candidate(space, arch)  # doctest: +SKIP
         {'hw/latency_ms': 2.4, 'hw/latency_p90_ms': 2.4}
     """
 

@@ -14,7 +14,9 @@ from typing import Any
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult
 
-__all__ = ["History", "Record"]
+__all__ = ["HEADER_FORMAT", "History", "Record", "is_header"]
+
+HEADER_FORMAT = "lightning_nas.history/1"
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +54,44 @@ class Record:
         )
 
 
+def is_header(data: object) -> bool:
+    """Whether a parsed ``history.jsonl`` line is the header (``{"format": ..., "fingerprint": ...}``)."""
+    return isinstance(data, dict) and data.get("format") == HEADER_FORMAT and "index" not in data
+
+
 class History:
     """Evaluations in order, mirrored line by line to ``path`` as soon as each finishes.
 
     Every append is flushed and fsynced, so a killed search loses at most the candidate
     that was running. Opening an existing file loads it (a torn last line is dropped).
+    The file may start with a header line, ``{"format": HEADER_FORMAT, "fingerprint": {...}}``,
+    naming the settings its records depend on (see :mod:`lightning_nas.results.fingerprint`).
 
     Args:
         path: the ``history.jsonl`` file, or None to keep the history in memory only.
+        fingerprint: written as the header when the file is started (a file that exists keeps its own).
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, fingerprint: dict[str, Any] | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.records: list[Record] = []
+        self.fingerprint: dict[str, Any] | None = None
         if self.path is not None and self.path.exists():
             self._load(self.path)
+        if self.path is not None and fingerprint is not None and not self._started():
+            self._write_line(json.dumps({"format": HEADER_FORMAT, "fingerprint": fingerprint}, sort_keys=True))
+            self.fingerprint = fingerprint
+
+    def _started(self) -> bool:
+        return self.path is not None and self.path.exists() and self.path.stat().st_size > 0
+
+    def _write_line(self, line: str) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def _load(self, path: Path) -> None:
         raw = path.read_bytes()
@@ -76,8 +101,11 @@ class History:
                 log.warning("dropping a torn last line of %s (the run was killed mid-write)", path)
                 break
             try:
-                self.records.append(Record.from_json(line.decode()))
-            except (ValueError, KeyError) as error:
+                if valid_end == 0 and is_header(data := json.loads(line)):
+                    self.fingerprint = dict(data.get("fingerprint") or {})
+                else:
+                    self.records.append(Record.from_json(line.decode()))
+            except (ValueError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}: line {len(self.records) + 1} is not a history record: {error}") from error
             valid_end += len(line)
         if valid_end != len(raw):
@@ -88,11 +116,7 @@ class History:
         record = Record(len(self.records), arch, result, time.time(), dict(extra))
         self.records.append(record)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(record.to_json() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            self._write_line(record.to_json())
         return record
 
     def __len__(self) -> int:

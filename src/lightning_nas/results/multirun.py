@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 from omegaconf import ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 __all__ = ["COLUMNS", "JobStatus", "RunResult", "format_jobs", "format_table", "job_statuses", "load_runs",
            "plot_report", "summarize", "write_report"]
@@ -80,7 +82,14 @@ def _read_history(path: Path) -> list[dict[str, Any]]:
     for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
         if line.endswith("\n"):
             records.append(json.loads(line))
-    return records
+    return records[1:] if records and _is_header(records[0]) else records
+
+
+def _is_header(line: Any) -> bool:
+    """The history's first line when it is the fingerprint header (as ``results.history.is_header``, not imported
+    here: ``results.history`` pulls in the evaluators, which this report module does without)."""
+    return isinstance(line, dict) and str(line.get("format", "")).startswith("lightning_nas.history/") \
+        and "index" not in line
 
 
 def _curves(records: list[dict[str, Any]]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -103,8 +112,13 @@ def _number(value: Any) -> float:
 
 def _load_run(folder: Path) -> RunResult:
     summary = json.loads((folder / "summary.json").read_text())
+    if not isinstance(summary, dict):
+        raise ValueError(f"{folder / 'summary.json'} is not a run summary (a JSON object)")
     config_file = folder / "config.yaml"
-    loaded = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
+    try:
+        loaded = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
+    except (OmegaConfBaseException, yaml.YAMLError) as error:
+        raise ValueError(f"{config_file} is not a readable config ({type(error).__name__})") from error
     config = {str(k): v for k, v in loaded.items()} if isinstance(loaded, dict) else {}
     best_so_far, elapsed = _curves(_read_history(folder / "history.jsonl"))
     values = {
@@ -116,6 +130,9 @@ def _load_run(folder: Path) -> RunResult:
     return RunResult(folder, _strategy_name(folder, config), values, best_so_far, elapsed)
 
 
+_UNREADABLE = (ValueError, KeyError, OSError, AttributeError, TypeError, yaml.YAMLError, OmegaConfBaseException)
+
+
 def load_runs(root: str | Path) -> list[RunResult]:
     """Every run folder (holding ``summary.json``) under ``root``, in path order.
 
@@ -125,14 +142,16 @@ def load_runs(root: str | Path) -> list[RunResult]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
-    runs = []
+    runs, skipped = [], []
     for summary in sorted(root.rglob("summary.json")):
         try:
             runs.append(_load_run(summary.parent))
-        except (ValueError, KeyError, OSError) as error:
+        except _UNREADABLE as error:
             log.warning("skipping %s: %s", summary.parent, error)
+            skipped.append(str(error))
     if not runs:
-        raise FileNotFoundError(f"no run folder (with summary.json) under {root}")
+        why = f"; {len(skipped)} skipped, e.g. {skipped[0]}" if skipped else ""
+        raise FileNotFoundError(f"no readable run folder (with summary.json) under {root}{why}")
     return runs
 
 

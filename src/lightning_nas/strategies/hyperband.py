@@ -325,7 +325,7 @@ class TrainMultiFidelity:
         trainer = ev._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)])
         with seeded(derive_seed(ev.seed, arch.digest(), "train", str(epochs)), ev.deterministic):
             trainer.fit(module, train_dataloaders=ev.datamodule.train_dataloader(),
-                        ckpt_path=None if resume_from is None else str(resume_from))
+                        ckpt_path=None if resume_from is None else str(resume_from), weights_only=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{arch.digest()}-e{epochs}.ckpt"
         trainer.save_checkpoint(path)

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from lightning_nas.evaluators.supernet import SupernetEvaluator
+from lightning_nas.safe_load import load_state_dict_file
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.supernet import SupernetModule
@@ -83,7 +84,7 @@ class SupernetSearch:
         checkpoint = output_dir / "supernet.pt"
         if checkpoint.exists():
             log.info("reusing the trained supernet in %s", checkpoint)
-            module.load_state_dict(torch.load(checkpoint, weights_only=True))
+            module.load_state_dict(load_state_dict_file(checkpoint, "resume", "delete it to train the supernet again"))
             return module
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)

@@ -3,6 +3,7 @@ and pre-screen its offspring with an accuracy predictor fitted on that run's his
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lightning_nas.arch import Architecture
-from lightning_nas.results.history import History, Record
+from lightning_nas.results.history import History, Record, is_header
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.accuracy_predictor import ACCURACY_REGRESSORS, AccuracyPredictor, training_set
 from lightning_nas.strategies.base import ScoreFn, default_score, register_strategy
@@ -34,6 +35,8 @@ def _read_records(path: Path) -> list[Record]:
             log.warning("%s: skipping a torn last line", path)
             break
         try:
+            if number == 1 and is_header(json.loads(line)):
+                continue
             records.append(Record.from_json(line))
         except (ValueError, KeyError) as error:
             raise ValueError(f"{path}: line {number} is not a history record: {error}") from error
