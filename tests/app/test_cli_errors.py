@@ -87,7 +87,7 @@ MAIN_CASES: list[tuple[list[str], str, Callable[[Path], None] | None]] = [
     (["data.batch_size=0"], "data.batch_size", None),
     (["strategy.mutation_rate=2.0"], "strategy.mutation_rate", None),
     (["budget.evaluations=-1"], "budget.evaluations", None),
-    (["budget.population_size=2"], "budget.population_size", None),
+    (["budget.population_size=1"], "budget.population_size", None),
     (["experiment=efficient_convnet", "search_space=darts_cell"], "search_space", None),
     (["export.top_k=-2"], "export.top_k", None),
     (["top_k=-1"], "top_k", None),
@@ -178,6 +178,7 @@ EXPORT_CASES: list[tuple[list[str], str]] = [
     (["arch={tmp}/foreign.json"], "arch"),
     (["arch={arch}", "search_space.kernel_sizes=[]"], "kernel_sizes"),
     (["arch={arch}", "quantize=maybe"], "quantize"),
+    (["run={tmp}/crafted_model_run"], "weights"),
 ]
 
 
@@ -187,6 +188,8 @@ def test_export_cli(args: list[str], key: str, tmp_path: Path, crafted_pickle: t
     crafted, marker = crafted_pickle
     arch = _run_folder(tmp_path / "good_run")
     evil = _popen_run(tmp_path, marker)
+    _run_folder(tmp_path / "crafted_model_run")  # its final model, best/model.pt, is a crafted pickle
+    (tmp_path / "crafted_model_run" / "best" / "model.pt").write_bytes(crafted.read_bytes())
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     torch.save({"nonsense.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
     (tmp_path / "foreign.json").write_text(json.dumps({"no_such_decision": 1}))

@@ -122,10 +122,18 @@ def test_a_pickled_predictor_file_is_refused_without_running_it(crafted_pickle, 
     assert not marker.exists()
 
 
-def _marker(marker: Path) -> object:
-    from conftest import _Marker
+class _Opens:
+    """Unpickling this would create ``marker`` (the former joblib format was such a pickle stream)."""
 
-    return _Marker(str(marker))
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (self.marker, "w")
+
+
+def _marker(marker: Path) -> object:
+    return _Opens(str(marker))
 
 
 def test_saved_predictor_is_plain_json(fitted, tmp_path: Path) -> None:

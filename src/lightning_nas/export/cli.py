@@ -92,7 +92,11 @@ def run_weights(run: Path, arch: Architecture) -> Path | None:
         return final
     for package in sorted((run / "export").glob(f"rank*_{arch.digest()}/package.json")):
         weights = package.parent / "code" / "weights.pt"
-        if json.loads(package.read_text()).get("trained_weights") and weights.is_file():
+        try:
+            trained = json.loads(package.read_text()).get("trained_weights")
+        except (ValueError, AttributeError):  # not a package.json this library wrote: its weights are not used
+            continue
+        if trained and weights.is_file():
             return weights
     return None
 

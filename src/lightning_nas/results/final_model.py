@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lightning_nas.arch import Architecture
+from lightning_nas.safe_load import load_state_dict_file
 
 __all__ = ["ARCH_FILE", "METRICS_FILE", "MODEL_FILE", "final_model_path", "load_final_weights", "save_final_model"]
 
@@ -66,7 +67,4 @@ def load_final_weights(folder: str | Path, arch: Architecture) -> dict[str, torc
     path = final_model_path(folder, arch)
     if path is None:
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state_dict")
-    return state
+    return load_state_dict_file(path, "resume", f"delete {path} to train the final model again")
