@@ -75,13 +75,13 @@ class ResampleStrategy(Strategy):
 
     def __init__(self, num_samples: int, seed: int = 0) -> None:
         super().__init__(num_samples, seed)
-        self.told: list[float] = []
+        self.scores: list[float] = []
 
     def _propose(self, space: SearchSpace) -> Architecture:
         return space.sample(self.rng)
 
     def _observe(self, arch: Architecture, result: EvalResult) -> None:
-        self.told.append(self.score(result))
+        self.scores.append(self.score(result))
 
 
 class CountingExecutor(LocalExecutor):

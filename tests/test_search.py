@@ -16,13 +16,13 @@ class SampleStrategy(Strategy):
 
     def __init__(self, num_samples: int, seed: int = 0) -> None:
         super().__init__(num_samples, seed)
-        self.told: list[float] = []
+        self.scores: list[float] = []
 
     def _propose(self, space: SearchSpace) -> Architecture:
         return space.sample(self.rng)
 
     def _observe(self, arch: Architecture, result: EvalResult) -> None:
-        self.told.append(self.score(result))
+        self.scores.append(self.score(result))
 
 
 class FakeEvaluator(Evaluator):
@@ -63,7 +63,7 @@ def test_resume_replays_without_reevaluating(tmp_path, toy_space) -> None:
     resumed = run_search(toy_space, resumed_strategy, evaluator, History(path), progress=False)
     assert [r.arch for r in resumed] == [r.arch for r in full]
     assert len(evaluator.calls) == len(full) - 6
-    assert resumed_strategy.told == reference.told
+    assert resumed_strategy.scores == reference.scores
     assert resumed_strategy.rng.bit_generator.state == reference.rng.bit_generator.state
 
 

@@ -1,10 +1,17 @@
-"""The :class:`Strategy` interface (what to try next): ask / tell, with checkpointable state."""
+"""The :class:`Strategy` interface (what to try next): ask / tell, with checkpointable state.
+
+:class:`Strategy` owns the bookkeeping every sample-based strategy needs: the pending ask (asking
+twice without telling returns the same architecture), every told result in order, the set of
+architectures seen, the clean-up of failed or NaN scores (:meth:`Strategy.fitness`) and the
+``state_dict`` of all that. A subclass implements :meth:`Strategy._propose` and
+:meth:`Strategy._observe`, and adds to the state only what it cannot rebuild.
+"""
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +21,7 @@ from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.registry import Registry
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["STRATEGIES", "ScoreFn", "Strategy", "default_score", "register_strategy"]
+__all__ = ["STRATEGIES", "Job", "ScoreFn", "Strategy", "Told", "default_score", "register_strategy"]
 
 ScoreFn = Callable[[EvalResult], float]
 
@@ -25,12 +32,68 @@ def default_score(result: EvalResult) -> float:
     return value if result.ok and math.isfinite(value) else -math.inf
 
 
-class Strategy(ABC):
+@dataclass(frozen=True)
+class Job:
+    """One evaluation a strategy asks for: ``arch``, at a fidelity for multi-fidelity strategies.
+
+    Args:
+        arch: the architecture.
+        epochs: train to this many epochs in total (``None``: the evaluator's own budget).
+        resume_from: the state (e.g. a checkpoint path) an earlier, lower-fidelity job left.
+        rung: the fidelity level (index into the strategy's epoch ladder).
+        bracket: the Hyperband bracket the job belongs to.
+    """
+
+    arch: Architecture
+    epochs: int | None = None
+    resume_from: Any | None = None
+    rung: int = 0
+    bracket: int = 0
+
+    def extra(self) -> dict[str, int]:
+        """What a history record stores about the fidelity (nothing for a plain job)."""
+        return {} if self.epochs is None else {"epochs": self.epochs, "rung": self.rung, "bracket": self.bracket}
+
+
+@dataclass(frozen=True)
+class Told:
+    """One tell: the job, its result, the state it left, and whether it answered the pending ask."""
+
+    job: Job
+    result: EvalResult
+    asked: bool = True
+    state: Any | None = None
+
+    @property
+    def arch(self) -> Architecture:
+        return self.job.arch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch.to_dict(), "result": self.result.to_dict(), "asked": self.asked,
+                **({"epochs": self.job.epochs} if self.job.epochs is not None else {}),
+                **({"state": self.state} if isinstance(self.state, str) else {})}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Told:
+        job = Job(Architecture(data["arch"]), data.get("epochs"))
+        return cls(job, EvalResult.from_dict(data["result"]), bool(data.get("asked", True)), data.get("state"))
+
+
+class Strategy:
     """A sample-based search algorithm driven by :func:`lightning_nas.search.run_search`.
 
-    The loop calls :meth:`ask` for the next architecture and :meth:`tell` with its result,
-    strictly alternating. Strategies take their randomness from ``self.rng`` only, so a
-    search replayed from its history asks exactly the same architectures again.
+    The loop calls :meth:`ask` for the next architecture and :meth:`tell` with its result.
+    Asking again before telling returns the same (pending) architecture; telling an architecture
+    that was not asked (e.g. a seed from an ensemble) leaves the pending ask pending. Strategies
+    take their randomness from ``self.rng`` (or generators seeded from ``seed``) only, so a search
+    replayed from its history asks exactly the same architectures again.
+
+    Checkpoints: :meth:`state_dict` holds the RNG state, the counters, every told result and the
+    pending ask (JSON-ready). A subclass whose state is a function of the seed and the told
+    results sets ``replays = True``: :meth:`load_state_dict` then rebuilds it by asking and telling
+    the stored results again on a fresh strategy (when the space is bound: at :meth:`setup` if it
+    is not yet). Otherwise the state is restored directly and the subclass adds its own fields.
+    The attributes named in ``checked`` must match the checkpoint's.
 
     Args:
         num_samples: evaluation budget (architectures to evaluate in total).
@@ -38,6 +101,10 @@ class Strategy(ABC):
     """
 
     name: str = "strategy"
+    replays: bool = False
+    """Restore a checkpoint by replaying its told results (see the class docstring)."""
+    checked: tuple[str, ...] = ()
+    """Attributes a checkpoint must agree on (``strategy.<name>`` is named when it does not)."""
 
     def __init__(self, num_samples: int, seed: int = 0) -> None:
         if int(num_samples) < 1:
@@ -48,40 +115,139 @@ class Strategy(ABC):
         self.space: SearchSpace | None = None
         self.score: ScoreFn = default_score
         self.num_told = 0
+        self._told: list[Told] = []
+        self._results: dict[Architecture, EvalResult] = {}  # first result of each architecture, in told order
+        self._pending: Job | None = None
+        self._loaded: dict[str, Any] | None = None  # a checkpoint to replay once the space is bound
 
     def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
-        """Bind the search space and the scalar score to maximise; called once before asking."""
+        """Bind the search space and the scalar score to maximise; called once before asking.
+
+        Subclasses prepare their own machinery in :meth:`_prepare`; a checkpoint loaded before
+        this call is replayed at its end.
+        """
         self.space = space
         self.score = score
+        self._prepare(space)
+        if self._loaded is not None:
+            state, self._loaded = self._loaded, None
+            self._replay(state)
+
+    def _prepare(self, space: SearchSpace) -> None:
+        """Build what depends on the bound space and score (a model, a study); nothing by default."""
 
     @property
     def done(self) -> bool:
         return self.num_told >= self.num_samples
 
+    @property
+    def told(self) -> list[Told]:
+        """Every result told so far, in order (a copy)."""
+        return list(self._told)
+
+    def seen(self, arch: Architecture) -> bool:
+        """Whether ``arch`` has been told."""
+        return arch in self._results
+
+    def fitness(self, result: EvalResult) -> float:
+        """The score of ``result``; ``-inf`` when it failed or scores NaN."""
+        value = float(self.score(result)) if result.ok else -math.inf
+        return -math.inf if math.isnan(value) else value
+
     def ask(self) -> Architecture:
-        """The next architecture to evaluate."""
-        if self.space is None:
-            raise RuntimeError(f"{type(self).__name__}.setup(space) must be called before ask()")
-        return self._propose(self.space)
+        """The next architecture to evaluate (the pending one until it is told)."""
+        return self.ask_job().arch
 
     def tell(self, arch: Architecture, result: EvalResult) -> None:
         """Report the result of evaluating ``arch``."""
+        pending = self._pending
+        self.tell_job(pending if pending is not None and pending.arch == arch else Job(arch), result)
+
+    def ask_job(self) -> Job:
+        """The next job (the pending one until it is told)."""
+        if self.space is None:
+            raise RuntimeError(f"{type(self).__name__}.setup(space) must be called before ask()")
+        if self._pending is None:
+            self._pending = self._propose_job(self.space)
+        return self._pending
+
+    def tell_job(self, job: Job, result: EvalResult, state: Any | None = None) -> None:
+        """Report the result of ``job`` and the state its candidate can continue from."""
+        asked = self._pending is not None and job == self._pending
+        if asked:
+            self._pending = None
         self.num_told += 1
-        self._observe(arch, result)
+        self._told.append(Told(job, result, asked, state))
+        self._results.setdefault(job.arch, result)
+        self._observe_job(job, result, state)
 
-    @abstractmethod
-    def _propose(self, space: SearchSpace) -> Architecture: ...
+    def _propose_job(self, space: SearchSpace) -> Job:
+        """A new job (called only when none is pending): :meth:`_propose` at the evaluator's budget."""
+        return Job(self._propose(space))
 
-    @abstractmethod
-    def _observe(self, arch: Architecture, result: EvalResult) -> None: ...
+    def _propose(self, space: SearchSpace) -> Architecture:
+        """A new architecture to evaluate (called only when no ask is pending)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _propose nor _propose_job")
+
+    def _observe(self, arch: Architecture, result: EvalResult) -> None:
+        """Learn from a result; the base class has recorded it already (``self.told``)."""
+
+    def _observe_job(self, job: Job, result: EvalResult, state: Any | None) -> None:
+        """Learn from a job's result (multi-fidelity strategies); :meth:`_observe` by default."""
+        self._observe(job.arch, result)
 
     def state_dict(self) -> dict[str, Any]:
-        """RNG state and counters; subclasses add their population."""
-        return {"rng": self.rng.bit_generator.state, "num_told": self.num_told}
+        """RNG state, counters, every told result and the pending ask (JSON-ready)."""
+        if self._loaded is not None:  # loaded but never bound: hand the same checkpoint on
+            return dict(self._loaded)
+        return {
+            **{key: getattr(self, key) for key in self.checked},
+            "rng": self.rng.bit_generator.state,
+            "num_told": self.num_told,
+            "told": [entry.to_dict() for entry in self._told],
+            "pending": None if self._pending is None else {"arch": self._pending.arch.to_dict(),
+                                                           "epochs": self._pending.epochs},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (by replay, see the class docstring, or directly)."""
+        for key in self.checked:
+            mine = getattr(self, key)
+            theirs = list(state[key]) if isinstance(mine, list) else state[key]
+            if theirs != mine:
+                raise ValueError(f"strategy.{key} is {mine!r} but the checkpoint has {state[key]!r}")
+        if self.replays:
+            if self.space is None:
+                self._loaded = state
+            else:
+                self._replay(state)
+            return
         self.rng.bit_generator.state = state["rng"]
         self.num_told = int(state["num_told"])
+        self._told = [Told.from_dict(entry) for entry in state["told"]]
+        self._results = {}
+        for entry in self._told:
+            self._results.setdefault(entry.arch, entry.result)
+        self._pending = None if state["pending"] is None else _job(state["pending"])
+
+    def _replay(self, state: dict[str, Any]) -> None:
+        """Ask and tell the checkpoint's results again on this fresh strategy, then re-ask its pending one."""
+        if self._told or self._pending is not None:
+            raise RuntimeError("load_state_dict needs a fresh strategy (setup called, nothing asked)")
+        for entry in (Told.from_dict(e) for e in state["told"]):
+            job = self.ask_job() if entry.asked else entry.job
+            if (job.arch, job.epochs) != (entry.arch, entry.job.epochs):
+                raise ValueError(f"the checkpoint's results do not replay from this seed and space: after "
+                                 f"{len(self._told)} results it asks {job.arch.digest()}, the checkpoint has "
+                                 f"{entry.arch.digest()}")
+            self.tell_job(job, entry.result, entry.state)
+        pending = None if state["pending"] is None else _job(state["pending"])
+        if pending is not None and (self.ask_job().arch, self.ask_job().epochs) != (pending.arch, pending.epochs):
+            raise ValueError("the checkpoint's pending ask does not replay from this seed and space")
+
+
+def _job(data: dict[str, Any]) -> Job:
+    return Job(Architecture(data["arch"]), data.get("epochs"))
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

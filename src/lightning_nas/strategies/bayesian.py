@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.base import Strategy, register_strategy
 from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
 
 __all__ = ["BayesianStrategy"]
@@ -64,9 +64,8 @@ class BayesianStrategy(Strategy):
     enqueued), so the budget goes to new candidates.
 
     Resume: Optuna's samplers are deterministic given their seed and the sequence of told
-    trials, so replaying the history through ask/tell rebuilds the same study. ``state_dict``
-    stores every trial told (parameters, values, state) and ``load_state_dict`` rebuilds the
-    study by the same replay, checking the parameters match.
+    trials, so replaying the history through ask/tell rebuilds the same study; a checkpoint is
+    restored by the same replay.
 
     Args:
         num_samples: evaluation budget.
@@ -83,6 +82,8 @@ class BayesianStrategy(Strategy):
     """
 
     name = "bayesian"
+    replays = True
+    checked = ("seed", "sampler")
 
     def __init__(self, num_samples: int = 50, seed: int = 0, sampler: str = "tpe", n_startup_trials: int = 10,
                  multivariate: bool = True, population_size: int = 20) -> None:
@@ -96,15 +97,14 @@ class BayesianStrategy(Strategy):
         self.multivariate, self.population_size = bool(multivariate), population_size
         self.study: Any = None
         self._labels: list[str] = []
-        self._seen: dict[Architecture, EvalResult] = {}
-        self._trials: list[dict[str, Any]] = []  # every trial told: params, values, state
-        self._pending: tuple[Architecture, Any] | None = None
-        self._loaded: dict[str, Any] | None = None
+        self._trial: tuple[Architecture, Any] | None = None  # the pending ask's trial
 
-    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
-        """Bind the space and score and create the Optuna study (imports Optuna)."""
+    def _prepare(self, space: SearchSpace) -> None:
+        """Create the Optuna study (imports Optuna); a study that has been told results is kept."""
         optuna = _import_optuna()
-        super().setup(space, score)
+        if self._told or self._pending is not None:
+            return
+        score = self.score
         self._labels = list(space.decisions)
         multi = _is_multi(score)
         directions = ([("maximize" if d == "max" else "minimize") for d in score.directions]
@@ -122,10 +122,7 @@ class BayesianStrategy(Strategy):
                                                      multivariate=self.multivariate,
                                                      constraints_func=constraints if multi else None)
             self.study = optuna.create_study(sampler=sampler, directions=directions)
-        self._seen, self._trials, self._pending = {}, [], None
-        if self._loaded is not None:
-            state, self._loaded = self._loaded, None
-            self.load_state_dict(state)
+        self._trial = None
 
     def _decode(self, params: dict[str, Any]) -> Architecture:
         assert self.space is not None
@@ -147,23 +144,20 @@ class BayesianStrategy(Strategy):
         return self._decode(params), trial
 
     def _propose(self, space: SearchSpace) -> Architecture:
-        if self.study is None:
-            raise RuntimeError("BayesianStrategy.setup(space) must be called before ask()")
-        if self._pending is None:
-            with _quiet_optuna():
+        with _quiet_optuna():
+            arch, trial = self._ask_trial()
+            for _ in range(MAX_RETRIES):
+                if not self.seen(arch):
+                    break
+                self._tell_trial(trial, self._results[arch])  # the model learns the repeat's known value
                 arch, trial = self._ask_trial()
-                for _ in range(MAX_RETRIES):
-                    if arch not in self._seen:
-                        break
-                    self._tell_trial(trial, self._seen[arch])  # the model learns the repeat's known value
-                    arch, trial = self._ask_trial()
-                else:
-                    self._tell_trial(trial, self._seen[arch])
-                    fresh = sample_unseen(space, self.rng, self._seen)
-                    self.study.enqueue_trial(self._encode(fresh))
-                    arch, trial = self._ask_trial()
-            self._pending = (arch, trial)
-        return self._pending[0]
+            else:
+                self._tell_trial(trial, self._results[arch])
+                fresh = sample_unseen(space, self.rng, self._results)
+                self.study.enqueue_trial(self._encode(fresh))
+                arch, trial = self._ask_trial()
+        self._trial = (arch, trial)
+        return arch
 
     def _values(self, result: EvalResult) -> tuple[list[float] | None, float]:
         """Values to tell the study (None: failed) and the constraint violation."""
@@ -185,52 +179,17 @@ class BayesianStrategy(Strategy):
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:
                 self.study.tell(trial, values)
-        self._trials.append({"params": dict(trial.params), "values": values, "violation": violation})
 
     def _observe(self, arch: Architecture, result: EvalResult) -> None:
-        if self._pending is None or self._pending[0] != arch:
-            self._propose(self.space)  # type: ignore[arg-type]  # tell without ask: bind a trial
-        assert self._pending is not None
-        pending_arch, trial = self._pending
-        if pending_arch != arch:
-            raise ValueError(f"BayesianStrategy was told {arch.digest()} but asked {pending_arch.digest()}")
-        self._pending = None
+        if self._trial is None:  # told without asking: the study must ask it first (bind a trial)
+            assert self.space is not None
+            self._propose(self.space)
+        assert self._trial is not None
+        asked, trial = self._trial
+        if asked != arch:
+            raise ValueError(f"BayesianStrategy was told {arch.digest()} but asked {asked.digest()}")
+        self._trial = None
         self._tell_trial(trial, result)
-        self._seen[arch] = result
-
-    def _replay(self, trials: list[dict[str, Any]]) -> None:
-        """Rebuild the study by asking and telling the stored trials again (checks determinism)."""
-        optuna = _import_optuna()
-        for entry in trials:
-            arch, trial = self._ask_trial()
-            if self._encode(arch) != {k: int(v) for k, v in entry["params"].items()}:
-                raise ValueError("the checkpoint's trials do not replay from this seed and space")
-            trial.set_user_attr("violation", entry["violation"])
-            with _quiet_optuna():
-                if entry["values"] is None:
-                    self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                else:
-                    self.study.tell(trial, entry["values"])
-            self._trials.append(entry)
-
-    def state_dict(self) -> dict[str, Any]:
-        """RNG state, counters, every trial told (params, values, violation) and told architectures."""
-        return {
-            **super().state_dict(),
-            "trials": list(self._trials),
-            "seen": [{"arch": a.to_dict(), "result": r.to_dict()} for a, r in self._seen.items()],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` by replaying its trials (at :meth:`setup` if not bound yet)."""
-        if self.study is None:
-            self._loaded = state
-        else:
-            if self._trials:
-                raise RuntimeError("load_state_dict needs a fresh strategy (setup called, nothing asked)")
-            self._replay(state["trials"])
-        super().load_state_dict(state)
-        self._seen = {Architecture(e["arch"]): EvalResult.from_dict(e["result"]) for e in state["seen"]}
 
 
 def _is_multi(score: object) -> TypeGuard[MultiObjective]:

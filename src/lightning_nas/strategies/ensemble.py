@@ -9,7 +9,7 @@ from typing import Any
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import STRATEGIES, ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.base import STRATEGIES, Strategy, register_strategy
 from lightning_nas.strategies.bayesian import BayesianStrategy
 from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
 from lightning_nas.strategies.transfer import load_source_run, select_valid
@@ -89,8 +89,7 @@ class EnsembleStrategy(Strategy):
     ``seed`` defaults to ``seed + position``. Hyperband (its own driver) cannot be a member. A member
     that keeps proposing known architectures (``MAX_RETRIES`` times) gets a random unseen one instead.
     Resume: everything is a function of the seeds and the told results, so replaying the history
-    asks the same architectures; :meth:`state_dict` stores the told results and
-    :meth:`load_state_dict` replays them.
+    asks the same architectures; a checkpoint is restored by the same replay.
 
     Args:
         members: the member specs (default: 30% random search, then 70% evolution).
@@ -107,6 +106,8 @@ class EnsembleStrategy(Strategy):
     """
 
     name = "ensemble"
+    replays = True
+    checked = ("seed",)
 
     def __init__(self, members: Sequence[Mapping[str, Any]] | None = None, num_samples: int = 20, seed: int = 0,
                  top_k: int = 5, source: str | None = None) -> None:
@@ -125,21 +126,14 @@ class EnsembleStrategy(Strategy):
         self.current = 0
         """Position of the member now proposing."""
         self._used = 0  # new evaluations of the current member
-        self._told: list[tuple[Architecture, EvalResult]] = []
-        self._seen: dict[Architecture, EvalResult] = {}
         self._queue: list[Architecture] = []
-        self._pending: tuple[Architecture, bool] | None = None  # (arch, asked of the current member)
-        self._loaded: dict[str, Any] | None = None
+        self._from_member = False  # whether the pending ask came from the current member
 
-    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
-        """Bind the space and score to the ensemble and every member; pick the valid source seeds."""
-        super().setup(space, score)
+    def _prepare(self, space: SearchSpace) -> None:
+        """Bind the space and score to every member; pick the valid source seeds."""
         for member in self.members:
-            member.setup(space, score)
+            member.setup(space, self.score)
         self._queue = select_valid(space, self.source_ranked, self.top_k) if self.source_ranked else []
-        if self._loaded is not None:
-            state, self._loaded = self._loaded, None
-            self.load_state_dict(state)
 
     @property
     def member(self) -> Strategy:
@@ -147,32 +141,30 @@ class EnsembleStrategy(Strategy):
         return self.members[self.current]
 
     def _propose(self, space: SearchSpace) -> Architecture:
-        if self._pending is None:
-            self._queue = [arch for arch in self._queue if arch not in self._seen]
-            if self._queue:
-                self._pending = (self._queue.pop(0), False)
-            else:
-                self._pending = self._ask_member(space)
-        return self._pending[0]
+        self._queue = [arch for arch in self._queue if not self.seen(arch)]
+        if self._queue:
+            self._from_member = False
+            return self._queue.pop(0)
+        arch, self._from_member = self._ask_member(space)
+        return arch
 
     def _ask_member(self, space: SearchSpace) -> tuple[Architecture, bool]:
         for _ in range(MAX_RETRIES):
             arch = self.member.ask()
-            if arch not in self._seen:
+            if not self.seen(arch):
                 return arch, True
-            self.member.tell(arch, self._seen[arch])  # known already: answered from the shared history
-        return sample_unseen(space, self.rng, self._seen), False
+            self.member.tell(arch, self._results[arch])  # known already: answered from the shared history
+        return sample_unseen(space, self.rng, self._results), False
 
     def _observe(self, arch: Architecture, result: EvalResult) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[1] and pending[0] != arch:
-            raise ValueError(f"EnsembleStrategy was told {arch.digest()} but asked {pending[0].digest()}")
-        if pending is not None and pending[1]:
+        asked = self._told[-1].asked
+        if not asked and self._pending is not None and self._from_member:
+            raise ValueError(f"EnsembleStrategy was told {arch.digest()} but asked {self._pending.arch.digest()}")
+        if asked and self._from_member:
             self.member.tell(arch, result)
         else:
             self._feed(self.member, arch, result)
-        self._told.append((arch, result))
-        self._seen.setdefault(arch, result)
+        self._from_member = False
         self._used += 1
         if self._used >= self.shares[self.current] and self.current + 1 < len(self.members):
             self.current, self._used = self.current + 1, 0
@@ -194,30 +186,6 @@ class EnsembleStrategy(Strategy):
 
     def best(self, k: int) -> list[tuple[Architecture, EvalResult]]:
         """The ``k`` best successful results told so far, best first (earliest first on ties)."""
-        scored = [(float(self.score(r)), i, a, r) for i, (a, r) in enumerate(self._seen.items()) if r.ok]
+        scored = [(self.fitness(r), i, a, r) for i, (a, r) in enumerate(self._results.items()) if r.ok]
         ranked = sorted((t for t in scored if math.isfinite(t[0])), key=lambda t: (-t[0], t[1]))
         return [(a, r) for _, _, a, r in ranked[:k]]
-
-    def state_dict(self) -> dict[str, Any]:
-        """RNG state, counters and every told result (members are rebuilt by replaying them)."""
-        return {
-            **super().state_dict(),
-            "current": self.current,
-            "told": [{"arch": a.to_dict(), "result": r.to_dict()} for a, r in self._told],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` by replaying its results (at :meth:`setup` if not bound yet)."""
-        if self.space is None:
-            self._loaded = state
-            return
-        if self._told or self._pending is not None:
-            raise RuntimeError("load_state_dict needs a fresh strategy (setup called, nothing asked)")
-        for entry in state["told"]:
-            arch = Architecture(entry["arch"])
-            if self.ask() != arch:
-                raise ValueError("the checkpoint's results do not replay from this seed, space and members")
-            self.tell(arch, EvalResult.from_dict(entry["result"]))
-        super().load_state_dict(state)
-        if self.current != int(state["current"]):
-            raise ValueError("the checkpoint's member position does not replay")

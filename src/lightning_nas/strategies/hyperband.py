@@ -20,11 +20,8 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-
-import numpy as np
 
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult, EvaluatorConfigError
@@ -38,10 +35,10 @@ from lightning_nas.evaluators.train import (
 )
 from lightning_nas.results.history import History
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.base import Job, ScoreFn, Strategy, default_score, register_strategy
 from lightning_nas.strategies.operators import sample_unseen
 
-__all__ = ["HyperbandSearch", "Job", "MultiFidelityEvaluator", "TrainMultiFidelity", "rung_epochs"]
+__all__ = ["HyperbandSearch", "MultiFidelityEvaluator", "TrainMultiFidelity", "rung_epochs"]
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +53,6 @@ class MultiFidelityEvaluator(Protocol):
     ) -> tuple[EvalResult, Any]:
         """The result after ``epochs`` total epochs, and the state to continue from later."""
         ...
-
-
-@dataclass(frozen=True)
-class Job:
-    """One rung evaluation: train ``arch`` to ``epochs`` total epochs, continuing ``resume_from``."""
-
-    arch: Architecture
-    rung: int
-    epochs: int
-    resume_from: Any | None = None
-    bracket: int = 0
 
 
 def rung_epochs(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
@@ -112,6 +98,8 @@ class HyperbandSearch(Strategy):
     """
 
     name = "hyperband"
+    replays = True
+    checked = ("seed", "mode", "epochs")
 
     def __init__(self, num_samples: int = 50, seed: int = 0, min_epochs: int = 1, max_epochs: int = 9,
                  eta: int = 3, mode: str = "asha") -> None:
@@ -123,36 +111,19 @@ class HyperbandSearch(Strategy):
                 raise ValueError(f"strategy.{key} must be an int >= {low}, got {value!r}")
         self.min_epochs, self.max_epochs, self.eta, self.mode = min_epochs, max_epochs, eta, mode
         self.epochs = rung_epochs(min_epochs, max_epochs, eta)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._told: list[tuple[Job, EvalResult, Any]] = []
         self._rungs: list[dict[Architecture, float]] = [{} for _ in self.epochs]  # insertion = evaluation order
         self._states: dict[tuple[Architecture, int], Any] = {}
         self._promoted: list[set[Architecture]] = [set() for _ in self.epochs]
-        self._seen: set[Architecture] = set()
-        self._pending: Job | None = None
         self._bracket, self._stage_rung, self._continuing = 0, 0, False
         self._queue: list[Architecture] = []
         self._stage: dict[Architecture, float] = {}  # "hyperband": the results of the current stage
 
-    # --- jobs ----------------------------------------------------------------------------------
-    def ask_job(self) -> Job:
-        """The next rung evaluation (the same one until it is told)."""
-        if self.space is None:
-            raise RuntimeError("HyperbandSearch.setup(space) must be called before asking")
-        if self._pending is None:
-            self._pending = self._next_asha() if self.mode == "asha" else self._next_hyperband()
-        return self._pending
+    def _propose_job(self, space: SearchSpace) -> Job:
+        return self._next_asha(space) if self.mode == "asha" else self._next_hyperband(space)
 
-    def tell_job(self, job: Job, result: EvalResult, state: Any | None = None) -> None:
-        """Report a job's result and the state its candidate can continue from."""
-        self._pending = None
-        self.num_told += 1
-        value = float(self.score(result)) if result.ok else -math.inf
+    def _observe_job(self, job: Job, result: EvalResult, state: Any | None) -> None:
+        value = self.fitness(result)
         value = value if math.isfinite(value) else -math.inf
-        self._told.append((job, result, state))
-        self._seen.add(job.arch)
         self._rungs[job.rung][job.arch] = value
         self._states[(job.arch, job.rung)] = state
         if self.mode == "hyperband":
@@ -160,7 +131,7 @@ class HyperbandSearch(Strategy):
 
     def _job(self, arch: Architecture, rung: int, continuing: bool = True) -> Job:
         resume = self._states.get((arch, rung - 1)) if rung > 0 and continuing else None
-        return Job(arch, rung, self.epochs[rung], resume, self._bracket)
+        return Job(arch, self.epochs[rung], resume, rung, self._bracket)
 
     def _top(self, rung: int, count: int) -> list[Architecture]:
         """The ``count`` best successful candidates of ``rung`` (earlier first on ties)."""
@@ -168,21 +139,20 @@ class HyperbandSearch(Strategy):
         order = sorted(enumerate(scores.items()), key=lambda item: (-item[1][1], item[0]))
         return [arch for _, (arch, value) in order[:count] if value > -math.inf]
 
-    def _next_asha(self) -> Job:
-        assert self.space is not None
+    def _next_asha(self, space: SearchSpace) -> Job:
         for rung in reversed(range(len(self.epochs) - 1)):
             for arch in self._top(rung, len(self._rungs[rung]) // self.eta):
                 if arch not in self._promoted[rung]:
                     self._promoted[rung].add(arch)
                     return self._job(arch, rung + 1)
-        return self._job(self._new_arch(self._seen), 0, False)
+        return self._job(self._new_arch(set(self._results)), 0, False)
 
     def _new_arch(self, seen: set[Architecture]) -> Architecture:
         """A new architecture to start at the lowest rung of a bracket: random here (BOHB models it)."""
         assert self.space is not None
         return sample_unseen(self.space, self.rng, seen)
 
-    def _next_hyperband(self) -> Job:
+    def _next_hyperband(self, space: SearchSpace) -> Job:
         s_max = len(self.epochs) - 1
         while not self._queue:
             keep = len(self._stage) // self.eta if self._stage_rung < s_max else 0
@@ -191,27 +161,18 @@ class HyperbandSearch(Strategy):
                 self._queue, self._stage_rung, self._continuing = promoted, self._stage_rung + 1, True
             else:
                 self._bracket += 1 if self._stage else 0
-                self._start_bracket(s_max - self._bracket % (s_max + 1))
+                self._start_bracket(space, s_max - self._bracket % (s_max + 1))
             self._stage = {}
         return self._job(self._queue.pop(0), self._stage_rung, self._continuing)
 
-    def _start_bracket(self, s: int) -> None:
+    def _start_bracket(self, space: SearchSpace, s: int) -> None:
         """Queue ``ceil((s_max + 1) / (s + 1) * eta**s)`` new architectures at rung ``s_max - s``."""
-        assert self.space is not None
-        seen = set(self._seen)
+        seen = set(self._results)
         for _ in range(math.ceil(len(self.epochs) / (s + 1) * self.eta**s)):
             arch = self._new_arch(seen)
             seen.add(arch)
             self._queue.append(arch)
         self._stage_rung, self._continuing = len(self.epochs) - 1 - s, False
-
-    # --- the Strategy interface (architectures only) --------------------------------------------
-    def _propose(self, space: SearchSpace) -> Architecture:
-        return self.ask_job().arch
-
-    def _observe(self, arch: Architecture, result: EvalResult) -> None:
-        self.num_told -= 1  # tell() counted it; tell_job counts again
-        self.tell_job(self.ask_job(), result)
 
     # --- the driver ----------------------------------------------------------------------------
     def run(self, space: SearchSpace, evaluator: MultiFidelityEvaluator, history: History,
@@ -237,7 +198,7 @@ class HyperbandSearch(Strategy):
             job = self.ask_job()
             started = time.perf_counter()
             try:
-                result, state = evaluator.evaluate_at(space, job.arch, job.epochs, job.resume_from)
+                result, state = evaluator.evaluate_at(space, job.arch, job.epochs or self.max_epochs, job.resume_from)
             except EvaluatorConfigError:  # a configuration error stops the search
                 raise
             except Exception as error:  # an evaluator bug must not end the search
@@ -250,30 +211,6 @@ class HyperbandSearch(Strategy):
             history.append(job.arch, result, **extra)
             self.tell_job(job, result, state)
         return history
-
-    def state_dict(self) -> dict[str, Any]:
-        """Every told job (architecture, rung, result, string state); loading replays them from the seed."""
-        return {
-            **super().state_dict(),
-            "mode": self.mode,
-            "epochs": list(self.epochs),
-            "told": [{"arch": j.arch.to_dict(), "rung": j.rung, "result": r.to_dict(),
-                      "state": s if isinstance(s, str) else None} for j, r, s in self._told],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replay the told jobs from the seed (the space must be bound with :meth:`setup` first)."""
-        if state["mode"] != self.mode or list(state["epochs"]) != self.epochs:
-            raise ValueError(f"strategy mode/epochs are {self.mode!r}/{self.epochs} but the checkpoint has "
-                             f"{state['mode']!r}/{state['epochs']}")
-        self._reset()
-        self.num_told = 0
-        self.rng = np.random.default_rng(self.seed)
-        for entry in state["told"]:
-            job = self.ask_job()
-            if job.arch != Architecture(entry["arch"]) or job.rung != entry["rung"]:
-                raise ValueError("the checkpoint's jobs do not replay from this seed and space")
-            self.tell_job(job, EvalResult.from_dict(entry["result"]), entry["state"])
 
 
 class TrainMultiFidelity:

@@ -24,7 +24,7 @@ import numpy as np
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.base import Strategy, register_strategy
 from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
 
 __all__ = ["ADVISORS", "NNITunerStrategy"]
@@ -141,8 +141,8 @@ class NNITunerStrategy(Strategy):
 
     Determinism: ``seed`` is passed to tuners that take one, and every tuner call runs with the global
     ``random``/``numpy`` RNGs (and unseeded ``RandomState()``) seeded from ``seed`` and the call's
-    position. Resume: the log of tuner calls is part of :meth:`state_dict` and is replayed into a
-    fresh tuner, checking every generated suggestion matches.
+    position. Resume: a checkpoint is restored by replaying its told results into a fresh tuner, which
+    repeats the same tuner calls (:meth:`state_dict` also lists them, under ``"calls"``).
 
     Args:
         tuner: an NNI built-in tuner name (case-insensitive) or a dotted class path.
@@ -157,6 +157,8 @@ class NNITunerStrategy(Strategy):
     """
 
     name = "nni"
+    replays = True
+    checked = ("tuner_name", "seed")
 
     def __init__(self, tuner: str = "TPE", tuner_kwargs: dict[str, Any] | None = None, num_samples: int = 50,
                  seed: int = 0) -> None:
@@ -175,9 +177,8 @@ class NNITunerStrategy(Strategy):
         self._labels: list[str] = []
         self._log: list[dict[str, Any]] = []  # every tuner call since setup, replayed on resume
         self._next_id = 0
-        self._seen: dict[Architecture, float] = {}
-        self._pending: tuple[Architecture, int | None, dict[str, int]] | None = None
-        self._loaded: dict[str, Any] | None = None
+        self._values: dict[Architecture, float] = {}  # the value the tuner was told for each architecture
+        self._suggestion: tuple[Architecture, int | None, dict[str, int]] | None = None  # the pending ask's
 
     # --- the tuner ----------------------------------------------------------------------------------
     def _create_tuner(self) -> Any:
@@ -223,11 +224,12 @@ class NNITunerStrategy(Strategy):
                 self.tuner.receive_trial_result(parameter_id, dict(params), value)
         self._log.append({"op": "receive", "id": parameter_id, "params": dict(params), "value": value})
 
-    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
-        """Bind the space and score, create the tuner and give it the search space (imports NNI)."""
-        super().setup(space, score)
+    def _prepare(self, space: SearchSpace) -> None:
+        """Create the tuner and give it the search space (imports NNI); a tuner told results is kept."""
+        if self._told or self._pending is not None:
+            return
         self._labels = list(space.decisions)
-        self._log, self._next_id, self._seen, self._pending = [], 0, {}, None
+        self._log, self._next_id, self._values, self._suggestion = [], 0, {}, None
         self.tuner = self._create_tuner()
         nni_space = {label: {"_type": "choice", "_value": list(range(len(space.decisions[label].candidates)))}
                      for label in self._labels}
@@ -235,9 +237,6 @@ class NNITunerStrategy(Strategy):
             self.tuner.update_search_space(nni_space)
         _disable_dedup(self.tuner)
         self._log.append({"op": "space"})
-        if self._loaded is not None:
-            state, self._loaded = self._loaded, None
-            self.load_state_dict(state)
 
     # --- ask / tell ---------------------------------------------------------------------------------
     def _decode(self, params: dict[str, int]) -> Architecture:
@@ -255,85 +254,40 @@ class NNITunerStrategy(Strategy):
         return {label: _position(decisions[label].candidates, arch[label]) for label in self._labels}
 
     def _propose(self, space: SearchSpace) -> Architecture:
-        if self.tuner is None:
-            raise RuntimeError("NNITunerStrategy.setup(space) must be called before ask()")
-        if self._pending is None:
-            for _ in range(MAX_RETRIES):
-                parameter_id, self._next_id = self._next_id, self._next_id + 1
-                params = self._generate(parameter_id)
-                if params is None:
-                    break
-                arch = self._decode(params)
-                if arch not in self._seen:
-                    self._pending = (arch, parameter_id, params)
-                    return arch
-                self._receive(parameter_id, params, self._seen[arch])  # the tuner learns the repeat's value
-            fresh = sample_unseen(space, self.rng, self._seen)
-            self._pending = (fresh, None, self._encode(fresh))
-        return self._pending[0]
+        for _ in range(MAX_RETRIES):
+            parameter_id, self._next_id = self._next_id, self._next_id + 1
+            params = self._generate(parameter_id)
+            if params is None:
+                break
+            arch = self._decode(params)
+            if arch not in self._values:
+                self._suggestion = (arch, parameter_id, params)
+                return arch
+            self._receive(parameter_id, params, self._values[arch])  # the tuner learns the repeat's value
+        fresh = sample_unseen(space, self.rng, self._results)
+        self._suggestion = (fresh, None, self._encode(fresh))
+        return fresh
 
     def _value(self, result: EvalResult) -> float:
-        value = float(self.score(result)) if result.ok else -math.inf
+        value = self.fitness(result)
         if math.isfinite(value):
             return value
-        return min((v for v in self._seen.values() if math.isfinite(v)), default=0.0) - 1.0
+        return min((v for v in self._values.values() if math.isfinite(v)), default=0.0) - 1.0
 
     def _observe(self, arch: Architecture, result: EvalResult) -> None:
         value = self._value(result)
-        if self._pending is not None and self._pending[0] == arch:
-            _, parameter_id, params = self._pending
-            self._pending = None
+        if self._told[-1].asked and self._suggestion is not None:
+            _, parameter_id, params = self._suggestion
+            self._suggestion = None
         else:  # told without asking (e.g. an ensemble's seed): imported; a pending suggestion stays pending
             parameter_id, params = None, self._encode(arch)
         self._receive(parameter_id, params, value)
-        self._seen[arch] = value
+        self._values[arch] = value
 
     # --- checkpointing ------------------------------------------------------------------------------
-    def _replay(self, entries: list[dict[str, Any]]) -> None:
-        """Repeat the logged tuner calls on the fresh tuner, checking each suggestion matches."""
-        for entry in entries:
-            if entry["op"] == "space":
-                continue
-            if entry["op"] == "generate":
-                params = self._generate(int(entry["id"]))
-                if params != entry["params"]:
-                    raise ValueError("the checkpoint's NNI tuner calls do not replay from this seed and space")
-            else:
-                parameter_id = entry["id"]
-                self._receive(None if parameter_id is None else int(parameter_id),
-                              {k: int(v) for k, v in entry["params"].items()}, float(entry["value"]))
-
     def state_dict(self) -> dict[str, Any]:
-        """RNG state, counters, the log of tuner calls, told values and the pending ask (JSON-ready)."""
-        pending = None
-        if self._pending is not None:
-            pending = {"arch": self._pending[0].to_dict(), "id": self._pending[1], "params": self._pending[2]}
-        return {
-            **super().state_dict(),
-            "tuner": self.tuner_name,
-            "calls": list(self._log),
-            "next_id": self._next_id,
-            "seen": [{"arch": a.to_dict(), "value": v} for a, v in self._seen.items()],
-            "pending": pending,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` by replaying its tuner calls (at :meth:`setup` if not bound yet)."""
-        if state["tuner"] != self.tuner_name:
-            raise ValueError(f"strategy.tuner is {self.tuner_name!r} but the checkpoint has {state['tuner']!r}")
-        if self.tuner is None:
-            self._loaded = state
-            return
-        if len(self._log) > 1:
-            raise RuntimeError("load_state_dict needs a fresh strategy (setup called, nothing asked)")
-        self._replay(state["calls"])
-        super().load_state_dict(state)
-        self._next_id = int(state["next_id"])
-        self._seen = {Architecture(e["arch"]): float(e["value"]) for e in state["seen"]}
-        pending = state["pending"]
-        self._pending = None if pending is None else (
-            Architecture(pending["arch"]), pending["id"], {k: int(v) for k, v in pending["params"].items()})
-
+        """The base state (told results, replayed on load) plus the log of tuner calls (``"calls"``)."""
+        return {**super().state_dict(), "calls": list(self._log)}
 
 
 def _position(candidates: tuple[Any, ...], value: Any) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
@@ -11,7 +10,7 @@ from torch import nn
 from lightning_nas.arch import Architecture, ChoiceValue
 from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.base import Strategy, register_strategy
 from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
 
 __all__ = ["LSTMPolicy", "RLStrategy"]
@@ -74,29 +73,6 @@ class LSTMPolicy(nn.Module):
         return choices, log_prob, entropy, probs
 
 
-def _encode(value: Any) -> Any:
-    """Tensors (nested in dicts/lists) as JSON-ready ``{"tensor": list, "dtype": str, "shape": list}``."""
-    if isinstance(value, torch.Tensor):
-        return {"tensor": value.detach().cpu().flatten().tolist(), "dtype": str(value.dtype).removeprefix("torch."),
-                "shape": list(value.shape)}
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"tensor", "dtype", "shape"}:
-        dtype = getattr(torch, value["dtype"])
-        return torch.tensor(value["tensor"], dtype=dtype).reshape(value["shape"])
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
 @register_strategy("rl")
 class RLStrategy(Strategy):
     """REINFORCE over an LSTM controller (Zoph & Le, 2017; ENAS, Pham et al., 2018).
@@ -113,8 +89,7 @@ class RLStrategy(Strategy):
 
     All randomness (initial weights, sampling) comes from a ``torch.Generator`` seeded with
     ``seed``, so the search is a deterministic function of the seed and the told results (a
-    resumed search replays exactly). ``state_dict`` holds weights, optimizer state, baseline
-    and generator state as JSON-ready lists.
+    resumed search replays exactly); a checkpoint is restored by that replay.
 
     Args:
         num_samples: evaluation budget.
@@ -132,6 +107,8 @@ class RLStrategy(Strategy):
     """
 
     name = "rl"
+    replays = True
+    checked = ("seed", "hidden_size", "lr")
 
     def __init__(
         self,
@@ -161,24 +138,16 @@ class RLStrategy(Strategy):
         self.policy: LSTMPolicy | None = None
         self.optimizer: torch.optim.Adam | None = None
         self._labels: list[str] = []
-        self._seen: set[Architecture] = set()
-        self._told: list[Architecture] = []
-        self._pending: Architecture | None = None
-        self._loaded: dict[str, Any] | None = None
 
-    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
-        """Bind the space and build the controller for its decisions (weights from the seed)."""
-        super().setup(space, score)
+    def _prepare(self, space: SearchSpace) -> None:
+        """Build the controller for the space's decisions (weights from the seed)."""
         sizes = [len(space.decisions[lb].candidates) for lb in space.decisions]
         if self.policy is not None and self._labels == list(space.decisions) and self.policy.sizes == sizes:
-            return  # already built (a state may have been loaded into it): keep it
+            return  # already built and maybe trained: keep it
         self._labels = list(space.decisions)
         self.policy = LSTMPolicy(sizes, self.hidden_size)
         self.policy.reset_parameters(self.generator)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
-        if self._loaded is not None:
-            self._apply_state(self._loaded)
-            self._loaded = None
 
     def _require_policy(self) -> tuple[LSTMPolicy, torch.optim.Adam]:
         if self.policy is None or self.optimizer is None:
@@ -193,18 +162,16 @@ class RLStrategy(Strategy):
         return [_position(space.decisions[lb].candidates, arch[lb]) for lb in self._labels]
 
     def _propose(self, space: SearchSpace) -> Architecture:
-        if self._pending is None:
-            policy, _ = self._require_policy()
-            with torch.no_grad():
+        policy, _ = self._require_policy()
+        with torch.no_grad():
+            arch = self._to_arch(space, policy.run(self.generator)[0])
+            for _ in range(MAX_RETRIES - 1):
+                if not self.seen(arch):
+                    break
                 arch = self._to_arch(space, policy.run(self.generator)[0])
-                for _ in range(MAX_RETRIES - 1):
-                    if arch not in self._seen:
-                        break
-                    arch = self._to_arch(space, policy.run(self.generator)[0])
-            if arch in self._seen:  # the policy has collapsed onto told architectures: a random unseen one
-                arch = sample_unseen(space, self.rng, self._seen)
-            self._pending = arch
-        return self._pending
+        if self.seen(arch):  # the policy has collapsed onto told architectures: a random unseen one
+            arch = sample_unseen(space, self.rng, self._results)
+        return arch
 
     def probabilities(self, arch: Architecture) -> dict[str, list[float]]:
         """Each decision's candidate probabilities along ``arch`` (teacher-forced).
@@ -220,7 +187,7 @@ class RLStrategy(Strategy):
 
     def reward(self, result: EvalResult) -> float:
         """The REINFORCE reward of a result (failure: baseline minus ``failure_penalty``)."""
-        value = float(self.score(result)) if result.ok else -math.inf
+        value = self.fitness(result)
         if math.isfinite(value):
             return value
         return (self.baseline if self.baseline is not None else 0.0) - self.failure_penalty
@@ -228,10 +195,6 @@ class RLStrategy(Strategy):
     def _observe(self, arch: Architecture, result: EvalResult) -> None:
         policy, optimizer = self._require_policy()
         assert self.space is not None
-        self._pending = None
-        if arch not in self._seen:
-            self._seen.add(arch)
-            self._told.append(arch)
         reward = self.reward(result)
         baseline = reward if self.baseline is None else self.baseline
         _, log_prob, entropy, _ = policy.run(forced=self._indices(self.space, arch))
@@ -240,36 +203,3 @@ class RLStrategy(Strategy):
         torch.autograd.backward(loss)
         optimizer.step()
         self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * reward
-
-    def state_dict(self) -> dict[str, Any]:
-        """RNG states, counters, controller weights, optimizer state, baseline, told archs (JSON-ready)."""
-        policy, optimizer = self._require_policy()
-        return {
-            **super().state_dict(),
-            "generator": self.generator.get_state().tolist(),
-            "policy": _encode(dict(policy.state_dict())),
-            "optimizer": _encode(optimizer.state_dict()),
-            "baseline": self.baseline,
-            "seen": [a.to_dict() for a in self._told],
-            "pending": None if self._pending is None else self._pending.to_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (applied at :meth:`setup` if the space is not bound yet)."""
-        super().load_state_dict(state)
-        if self.policy is None:
-            self._loaded = state
-        else:
-            self._apply_state(state)
-
-    def _apply_state(self, state: dict[str, Any]) -> None:
-        policy, optimizer = self._require_policy()
-        self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
-        policy.load_state_dict(_decode(state["policy"]))
-        optim_state = _decode(state["optimizer"])
-        optim_state["state"] = {int(k): v for k, v in optim_state["state"].items()}
-        optimizer.load_state_dict(optim_state)
-        self.baseline = None if state["baseline"] is None else float(state["baseline"])
-        self._told = [Architecture(a) for a in state["seen"]]
-        self._seen = set(self._told)
-        self._pending = None if state["pending"] is None else Architecture(state["pending"])

@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.results.history import History, Record, is_header
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.accuracy_predictor import ACCURACY_REGRESSORS, AccuracyPredictor, training_set
@@ -141,8 +142,8 @@ class WarmStartEvolution(EvolutionStrategy):
         """Held-out fit quality of the predictor (:meth:`AccuracyPredictor.cross_validate`), once fitted."""
         self._screened: list[Architecture] = []  # "ga": the kept offspring of this generation, still to ask
 
-    def setup(self, space: SearchSpace, score: ScoreFn = default_score) -> None:
-        super().setup(space, score)
+    def _prepare(self, space: SearchSpace) -> None:
+        super()._prepare(space)
         if self.warm is None:
             self.warm = select_valid(space, self.source_ranked, min(self.top_k, self.population_size))
         if self.predictor_data is None:
@@ -176,15 +177,17 @@ class WarmStartEvolution(EvolutionStrategy):
     def _screen(self, space: SearchSpace, bred: int, kept: int) -> list[Architecture]:
         """Breed up to ``bred`` distinct unseen offspring; the ``kept`` predicted best, best first."""
         pool: list[Architecture] = []
+        placeholder = EvalResult.failed("screening: bred, not told")
         try:
             for _ in range(bred):
                 child = super()._breed(space)
-                if child in self._seen:  # the space has nothing unseen left
+                if self.seen(child):  # the space has nothing unseen left
                     break
                 pool.append(child)
-                self._seen.add(child)
+                self._results[child] = placeholder  # breed the next one unlike this one too
         finally:
-            self._seen.difference_update(pool)
+            for child in pool:
+                del self._results[child]
         if not pool:
             return [super()._breed(space)]
         predicted = self.predictor.predict(space, pool)
@@ -194,9 +197,9 @@ class WarmStartEvolution(EvolutionStrategy):
         return [pool[i] for i in order]
 
     def _propose(self, space: SearchSpace) -> Architecture:
-        if self._pending is None and len(self._population) < self.population_size:
-            fresh = [arch for arch in self.warm or [] if arch not in self._seen]
-            self._pending = fresh[0] if fresh else sample_unseen(space, self.rng, self._seen)
+        if self._filling:
+            fresh = [arch for arch in self.warm or [] if not self.seen(arch)]
+            return fresh[0] if fresh else sample_unseen(space, self.rng, self._results)
         return super()._propose(space)
 
     def state_dict(self) -> dict[str, Any]:
