@@ -37,13 +37,13 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.baselines import BASELINES, build_baseline
-from lightning_nas.config import register_configs
+from lightning_nas.config import build_node, register_configs
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
 from lightning_nas.export.profiler import profile_pte
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import TimeBudget, cpu_seconds, format_seconds, measure_throughput, parse_duration
-from lightning_nas.run import build_node, run
+from lightning_nas.run import run
 
 log = logging.getLogger("fashion_mnist")
 

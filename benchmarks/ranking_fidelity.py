@@ -29,11 +29,10 @@ from omegaconf import DictConfig
 from scipy.stats import kendalltau
 
 from lightning_nas.arch import Architecture
-from lightning_nas.config import register_configs
+from lightning_nas.config import build_node, register_configs
 from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds
-from lightning_nas.run import build_node
 from lightning_nas.spaces.base import SearchSpace
 
 log = logging.getLogger("ranking_fidelity")

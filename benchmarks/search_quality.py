@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, EvaluatorConfigError
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import EvaluatorConfigError
 from lightning_nas.evaluators.tabular import TabularEvaluator
 from lightning_nas.nn import LayerChoice
 from lightning_nas.results.history import History, Record
@@ -50,7 +50,7 @@ from lightning_nas.spaces import SPACES
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies import STRATEGIES, Strategy
 from lightning_nas.strategies.auto import AutoStrategy
-from lightning_nas.strategies.hyperband import HyperbandSearch, rung_epochs
+from lightning_nas.strategies.hyperband import rung_epochs
 
 log = logging.getLogger("search_quality")
 
@@ -246,10 +246,7 @@ def run_one(name: str, space: SearchSpace, evaluator: TabularEvaluator, budget: 
     meter = CostMeter(evaluator)
     budgeted = BudgetedEvaluator(evaluator, meter, budget)
     strategy = budgeted.strategy = build(name, space, evaluator, budget, seed, kwargs)
-    if isinstance(strategy, HyperbandSearch):
-        history = strategy.run(space, budgeted, History())
-    else:
-        history = run_search(space, strategy, budgeted, History(), progress=False)  # type: ignore[arg-type]
+    history = run_search(space, strategy, budgeted, History(), progress=False)  # type: ignore[arg-type]
     costs, tests = incumbent_trajectory(list(history), evaluator, space, meter)
     return Run(costs, tests, time.perf_counter() - started, type(strategy).__name__)
 

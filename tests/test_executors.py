@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
-from lightning_nas.executors import Executor, LocalExecutor, ProcessExecutor, run_search_parallel, speculate
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
+from lightning_nas.executors import Executor, LocalExecutor, ProcessExecutor, speculate
 from lightning_nas.results.history import History
 from lightning_nas.search import run_search
 from lightning_nas.spaces.base import SearchSpace
@@ -116,7 +116,7 @@ def test_parallel_loop_gives_the_sequential_history(name: str) -> None:
     reference = run_search(space, make(), evaluator, History(), progress=False)
     executor = CountingExecutor()
     strategy = make()
-    parallel = run_search_parallel(space, strategy, evaluator, History(), executor, progress=False)
+    parallel = run_search(space, strategy, evaluator, History(), executor=executor, progress=False)
     assert _rows(parallel) == _rows(reference)
     assert max(executor.batches) > 1
     if name == "random":
@@ -127,10 +127,10 @@ def test_parallel_loop_resumes_exactly(tmp_path: Path) -> None:
     space, evaluator = make_space(), ScoreEvaluator()
     reference = run_search(space, ResampleStrategy(10, seed=1), evaluator, History(), progress=False)
     path = tmp_path / "history.jsonl"
-    run_search_parallel(space, ResampleStrategy(4, seed=1), evaluator, History(path), CountingExecutor(),
-                        progress=False)
-    resumed = run_search_parallel(space, ResampleStrategy(10, seed=1), evaluator, History(path),
-                                  CountingExecutor(), progress=False)
+    run_search(space, ResampleStrategy(4, seed=1), evaluator, History(path), executor=CountingExecutor(),
+               progress=False)
+    resumed = run_search(space, ResampleStrategy(10, seed=1), evaluator, History(path), executor=CountingExecutor(),
+                         progress=False)
     assert _rows(resumed) == _rows(reference)
     assert _rows(History(path)) == _rows(reference)
 
@@ -139,12 +139,12 @@ def test_speculate_leaves_the_strategy_untouched() -> None:
     space = make_space()
     strategy = RandomSearch(num_samples=5, seed=0)
     strategy.setup(space)
-    arch = strategy.ask()
+    job = strategy.ask_job()
     state = strategy.state_dict()
-    batch = speculate(strategy, arch, {}, 4)
-    assert batch[0] == arch and len(batch) == len(set(batch)) == 4
+    batch = speculate(strategy, job, {}, 4)
+    assert batch[0] == job and len({j.arch for j in batch}) == len(batch) == 4
     assert strategy.state_dict() == state
-    assert speculate(strategy, arch, {}, 1) == [arch]
+    assert speculate(strategy, job, {}, 1) == [job]
 
 
 def test_executor_options_are_validated() -> None:
@@ -160,8 +160,8 @@ def _check_same_history(executor: Executor) -> None:
     space, evaluator = make_space(), ScoreEvaluator()
     for make in (lambda: RandomSearch(num_samples=6, seed=7),
                  lambda: EvolutionStrategy(num_samples=8, seed=7, population_size=4, tournament_size=2)):
-        reference = run_search_parallel(space, make(), evaluator, History(), LocalExecutor(), progress=False)
-        remote = run_search_parallel(space, make(), evaluator, History(), executor, progress=False)
+        reference = run_search(space, make(), evaluator, History(), executor=LocalExecutor(), progress=False)
+        remote = run_search(space, make(), evaluator, History(), executor=executor, progress=False)
         assert _rows(remote) == _rows(reference)
 
 

@@ -12,10 +12,9 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.config import register_configs
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.config import ConfigError, register_configs
 from lightning_nas.data import DigitsDataModule
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.planner import (
     DeadlineCallback,
@@ -26,7 +25,7 @@ from lightning_nas.planner import (
     time_budget_from_config,
 )
 from lightning_nas.results.history import History
-from lightning_nas.run import ConfigError, run
+from lightning_nas.run import run
 from lightning_nas.spaces.efficient_convnet import EfficientConvNetSpace
 from lightning_nas.strategies.random_search import RandomSearch
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.report import format_table, load_runs, summarize, write_report
 from lightning_nas.report.__main__ import main
 from lightning_nas.results.history import History

@@ -1,16 +1,19 @@
-"""Architectures: frozen, hashable, JSON-serialisable ``label -> choice`` mappings."""
+"""The value types at the bottom of the layers: architectures (frozen, hashable, JSON-serialisable
+``label -> choice`` mappings), evaluation jobs and their results."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 ChoiceValue: TypeAlias = int | float | str | bool | tuple[int, ...]
 
-__all__ = ["Architecture", "ChoiceValue", "normalise_value"]
+__all__ = ["Architecture", "ChoiceValue", "EvalResult", "Job", "Status", "normalise_value"]
 
 
 def normalise_value(value: Any) -> ChoiceValue:
@@ -98,3 +101,67 @@ class Architecture(Mapping[str, ChoiceValue]):
     @classmethod
     def load(cls, path: str | Path) -> Architecture:
         return cls.from_json(Path(path).read_text())
+
+
+Status = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What one evaluation produced.
+
+    ``metrics`` uses ``stage/metric`` names: ``search/val_acc``, ``model/params``,
+    ``model/macs``, ``hw/latency_ms``, ``hw/memory_mb``. A failed evaluation keeps the
+    error text and whatever metrics were computed before the failure.
+    """
+
+    status: Status
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def failed(cls, error: str, metrics: dict[str, float] | None = None, duration_s: float = 0.0) -> EvalResult:
+        return cls("failed", dict(metrics or {}), error, duration_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "metrics": {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()
+            },
+            "error": self.error,
+            "duration_s": self.duration_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        metrics = {k: (math.nan if v is None else float(v)) for k, v in data.get("metrics", {}).items()}
+        return cls(data["status"], metrics, data.get("error"), float(data.get("duration_s", 0.0)))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One evaluation a strategy asks for: ``arch``, at a fidelity for multi-fidelity strategies.
+
+    Args:
+        arch: the architecture.
+        epochs: train to this many epochs in total (``None``: the evaluator's own budget).
+        resume_from: the state (e.g. a checkpoint path) an earlier, lower-fidelity job left.
+        rung: the fidelity level (index into the strategy's epoch ladder).
+        bracket: the Hyperband bracket the job belongs to.
+    """
+
+    arch: Architecture
+    epochs: int | None = None
+    resume_from: Any | None = None
+    rung: int = 0
+    bracket: int = 0
+
+    def extra(self) -> dict[str, int]:
+        """What a history record stores about the fidelity (nothing for a plain job)."""
+        return {} if self.epochs is None else {"epochs": self.epochs, "rung": self.rung, "bracket": self.bracket}

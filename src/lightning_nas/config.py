@@ -7,17 +7,46 @@ the public class built from the node; its ``__init__`` matches the dataclass (a 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import II, MISSING, OmegaConf
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import II, MISSING, DictConfig, OmegaConf
 
-__all__ = ["GROUP_SCHEMAS", "ConfigError", "LightningNASConfig", "register_configs"]
+__all__ = ["GROUP_SCHEMAS", "ConfigError", "LightningNASConfig", "build_node", "register_configs"]
 
 
 class ConfigError(ValueError):
     """A configuration value (or a file it names) is wrong; the message starts with the key: ``<key>: <what>``."""
+
+
+def build_node(cfg: DictConfig, group: str, **runtime: Any) -> Any:
+    """Instantiate ``cfg[group]``; a constructor's ValueError comes back as a one-line ConfigError."""
+    node = cfg[group]
+    try:
+        accepted = inspect.signature(get_class(str(node._target_))).parameters
+        runtime = {k: v for k, v in runtime.items() if k in accepted}
+        return instantiate(node, **runtime, _convert_="all", _recursive_=False)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if not message.startswith(f"{group}."):
+            message = f"{_file_key(node, group, cause)}: {message}"
+        raise ConfigError(message) from cause
+
+
+def _file_key(node: DictConfig, group: str, cause: BaseException) -> str:
+    """``group.key`` when ``cause`` is about a file that one of the node's settings names, else ``group``."""
+    filename = getattr(cause, "filename", None)
+    if filename is not None:
+        for key, value in node.items():
+            if isinstance(value, str) and value and str(filename) in (value, str(Path(value).expanduser())):
+                return f"{group}.{key!s}"
+    return group
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -52,7 +81,7 @@ class FashionMNISTConfig(DataConfig):
 @dataclass
 class CIFAR10Config(DataConfig):
     _target_: str = "lightning_nas.data.CIFAR10DataModule"
-    data_dir: str = "data/cifar10"
+    data_dir: str | None = None
     download: bool = False
 
 
@@ -255,7 +284,7 @@ class BayesianConfig:
 @dataclass
 class DartsConfig:
     _target_: str = "lightning_nas.strategies.DartsModule"
-    epochs: int | None = 10
+    epochs: int | None = None
     order: str = "first"
     warmup_epochs: int = 0
     partial_channels: int = 1

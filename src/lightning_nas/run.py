@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -11,24 +10,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
 from lightning_nas.callbacks.wandb_logger import arch_columns, run_names
-from lightning_nas.config import ConfigError
-from lightning_nas.evaluators.supernet import retrain
-from lightning_nas.evaluators.tabular import TabularEvaluator
-from lightning_nas.executors import LocalExecutor, run_search_parallel
+from lightning_nas.config import ConfigError, build_node
+from lightning_nas.evaluators.hardware import HardwareEvaluator
 from lightning_nas.export.package import DataInfo, package_architecture
-from lightning_nas.hardware.targets import HardwareEvaluator
 from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
-from lightning_nas.planner import cpu_seconds, time_budget_from_config
+from lightning_nas.planner import TimeBudget, cpu_seconds, time_budget_from_config
 from lightning_nas.preflight import (
     blame_budget,
     check_accelerator,
@@ -43,41 +36,12 @@ from lightning_nas.results.final_model import load_final_weights, save_final_mod
 from lightning_nas.results.fingerprint import run_fingerprint
 from lightning_nas.results.history import History
 from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
-from lightning_nas.search import notify, run_search
-from lightning_nas.strategies.auto import AutoStrategy
-from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
-from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity
-from lightning_nas.strategies.supernet_search import SupernetSearch
-from lightning_nas.strategies.transfer import WarmStartEvolution
+from lightning_nas.search import run_search
+from lightning_nas.strategies.base import SearchContext, SearchMethod, Strategy
 
-__all__ = ["ConfigError", "build_node", "check", "resolve_output_dir", "run", "strategy_choice"]
+__all__ = ["check", "resolve_output_dir", "run", "strategy_choice"]
 
 log = logging.getLogger(__name__)
-
-
-def build_node(cfg: DictConfig, group: str, **runtime: Any) -> Any:
-    """Instantiate ``cfg[group]``; a constructor's ValueError comes back as a one-line ConfigError."""
-    node = cfg[group]
-    try:
-        accepted = inspect.signature(get_class(str(node._target_))).parameters
-        runtime = {k: v for k, v in runtime.items() if k in accepted}
-        return instantiate(node, **runtime, _convert_="all", _recursive_=False)
-    except InstantiationException as error:
-        cause = error.__cause__ or error
-        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        if not message.startswith(f"{group}."):
-            message = f"{_file_key(node, group, cause)}: {message}"
-        raise ConfigError(blame_budget(cfg, message) if group == "strategy" else message) from cause
-
-
-def _file_key(node: DictConfig, group: str, cause: BaseException) -> str:
-    """``group.key`` when ``cause`` is about a file that one of the node's settings names, else ``group``."""
-    filename = getattr(cause, "filename", None)
-    if filename is not None:
-        for key, value in node.items():
-            if isinstance(value, str) and value and str(filename) in (value, str(Path(value).expanduser())):
-                return f"{group}.{key!s}"
-    return group
 
 
 def strategy_choice(cfg: DictConfig) -> str:
@@ -109,8 +73,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
 
 
-def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, Any, Any, Any]:
-    """Build ``(datamodule, space, strategy, evaluator, objective)`` and run the preflight, writing nothing.
+def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, SearchMethod, Any, Any]:
+    """Build ``(datamodule, space, method, evaluator, objective)`` and run the preflight, writing nothing.
 
     Raises:
         ConfigError: one line naming the key, for the first problem found (see :mod:`lightning_nas.preflight`).
@@ -127,10 +91,12 @@ def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, Any, Any,
     datamodule = build_node(cfg, "data")
     space = build_node(cfg, "search_space", input_shape=list(datamodule.input_shape),
                        num_classes=datamodule.num_classes)
-    strategy = build_node(cfg, "strategy", space=space, output_dir=str((output_dir or Path(".")) / "darts"))
+    try:
+        method = build_node(cfg, "strategy", space=space, output_dir=str((output_dir or Path(".")) / "darts"))
+    except ConfigError as error:
+        raise ConfigError(blame_budget(cfg, str(error))) from error.__cause__
     evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
-    if isinstance(strategy, AutoStrategy):  # chosen from the space, the budget and the evaluator's cost
-        strategy = strategy.build(space, evaluator)
+    method = method.resolve(space, evaluator)  # strategy=auto: chosen from the space, budget and evaluator's cost
     if cfg.get("hardware") is not None:
         evaluator = HardwareEvaluator(evaluator, build_node(cfg, "hardware"))
     objective = build_node(cfg, "objective")
@@ -138,45 +104,7 @@ def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, Any, Any,
         build_node(cfg, "executor")  # constructing one starts nothing; its settings are checked here
     check_one_batch(datamodule)
     check_budget(space, getattr(objective, "constraints", []))
-    return datamodule, space, strategy, evaluator, objective
-
-
-def _run_darts(module: DartsModule, space: Any, datamodule: Any, evaluator: Any, history: History, logger: Any,
-               cfg: DictConfig) -> None:
-    """Search with DARTS (skipped when resuming a finished search), then score the derived genotype."""
-    if len(history):
-        log.info("resumed: the DARTS genotype %s is already evaluated", history[0].arch.digest())
-        return
-    trainer = L.Trainer(max_epochs=module.epochs or 10, accelerator=str(cfg.trainer.accelerator), devices=1,
-                        logger=False, enable_checkpointing=False, enable_model_summary=False,
-                        enable_progress_bar=bool(cfg.progress), num_sanity_val_steps=0)
-    trainer.fit(module, datamodule=BilevelDataModule(datamodule))
-    arch = module.derive_genotype()
-    logger.log_images("darts/alphas", sorted((module.output_dir / "alphas").glob("*.png")))
-    log.info("DARTS genotype %s: %s", arch.digest(), space.describe(arch))
-    history.append(arch, evaluator.evaluate(space, arch), source="darts")
-
-
-def _final_training(strategy: Any, supernet: Any, evaluator: Any, space: Any, datamodule: Any, arch: Architecture,
-                    progress: bool) -> tuple[dict[str, float], Any]:
-    """Retrain the chosen architecture (from scratch, or fine-tuned from the supernet) and test it once.
-
-    Returns the test metrics and the trained network (``None`` when the evaluator trains none, e.g. tabular).
-    """
-    if isinstance(strategy, SupernetSearch):
-        epochs = strategy.retrain_epochs or int(getattr(evaluator, "final_max_epochs", 10))
-        log.info("retraining the best subnet %s (%s) for %d epochs", arch.digest(), strategy.retrain, epochs)
-        source = supernet if strategy.retrain == "finetune" else space
-        models: dict[Architecture, Any] = {}
-        metrics = retrain(source, arch, datamodule, mode=strategy.retrain, max_epochs=epochs, seed=strategy.seed,
-                          models=models, final_progress=progress)
-        return metrics, models.get(arch)
-    if isinstance(evaluator, TabularEvaluator):
-        log.info("looking up the test metrics of the best architecture %s in the table", arch.digest())
-    else:
-        log.info("retraining the best architecture %s from scratch for the test report", arch.digest())
-    metrics = dict(evaluator.test(space, arch))
-    return metrics, getattr(evaluator, "trained_models", {}).get(arch)
+    return datamodule, space, method, evaluator, objective
 
 
 def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, objective: Any, evaluator: Any,
@@ -213,6 +141,89 @@ def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, 
     return exported
 
 
+def _listeners(cfg: DictConfig, method: SearchMethod, objective: Any, logger: Any, output_dir: Path) -> list[object]:
+    """The W&B logger first (it starts the run the others log to), then the Pareto front and study reports."""
+    listeners: list[object] = [logger]
+    if isinstance(objective, MultiObjective):
+        cost = next((n for n, d in zip(objective.names, objective.directions, strict=True) if d == "min"), "latency")
+        listeners.append(ParetoFrontLogger(objective, output_dir=str(output_dir), x_metric=cost, wandb_run=logger))
+    budgets = {c.key: c.bound for c in getattr(objective, "constraints", []) if c.kind == "max"}
+    listeners.append(RobustnessReport(output_dir))
+    listeners.append(EfficiencyReport(output_dir, max_params=budgets.get("model/params"),
+                                      max_latency_ms=budgets.get("hw/latency_ms"),
+                                      constraints=getattr(objective, "constraints", []), score=objective))
+    transfer = method.transfer()
+    if transfer is not None:
+        listeners.append(TransferReport(output_dir, **transfer))
+    return listeners
+
+
+def _build(cfg: DictConfig, output_dir: Path, executor: Any,
+           time_budget: TimeBudget | None) -> tuple[SearchMethod, SearchContext]:
+    """The search method ``cfg.strategy`` names and the context it runs in (every other object built)."""
+    datamodule, space, method, evaluator, objective = check(cfg, output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)  # written only now that every check passed
+    history = History(output_dir / "history.jsonl", fingerprint=run_fingerprint(cfg))
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    names = {k: v for k, v in run_names(str(cfg.name), strategy_choice(cfg), int(cfg.seed)).items()
+             if cfg.logger.get(k) is None}  # the config's own run_name / group win
+    logger = build_node(cfg, "logger", output_dir=str(output_dir), run_config=OmegaConf.to_container(cfg, resolve=True),
+                        **names)
+    listeners = _listeners(cfg, method, objective, logger, output_dir)
+    log.info("search space %s: %d decisions, %.3g architectures", space, len(space.decisions), space.cardinality)
+
+    workers = int((cfg.get("executor") or {}).get("max_workers", 1))
+
+    def search(strategy: Strategy, evaluator: Any) -> History:
+        planned = time_budget is not None and time_budget.plan_search(space, evaluator, strategy, workers)
+        return run_search(space, strategy, evaluator, history, score=objective, progress=bool(cfg.progress),
+                          listeners=[*listeners, time_budget] if planned else listeners,  # budget.time: deadline
+                          executor=executor)
+
+    return method, SearchContext(space, datamodule, evaluator, history, objective, listeners, output_dir, search,
+                                 accelerator=str(cfg.trainer.accelerator), progress=bool(cfg.progress), logger=logger)
+
+
+def _summary(cfg: DictConfig, context: SearchContext, test_metrics: dict[str, float],
+             seconds: dict[str, float]) -> dict[str, Any]:
+    history, objective = context.history, context.score
+    best = best_or_fail(history, objective)
+    front = front_records(history.records, objective)
+    return {
+        "name": cfg.name,
+        "output_dir": str(context.output_dir),
+        "best": {"index": best.index, "arch_id": best.arch.digest(), "arch": best.arch.to_dict(),
+                 "score": objective(best.result), "metrics": best.result.metrics},
+        "test": test_metrics,
+        "front": [{"index": r.index, "arch_id": r.arch.digest(), **r.result.metrics} for r in front],
+        "front_objectives": [{"metric": key, "direction": way} for key, way in front_objectives(objective)],
+        "constraints": constraint_report(history, getattr(objective, "constraints", []), best),
+        "evaluations": len(history),
+        "failed": sum(not r.result.ok for r in history),
+        **{key: round(value, 2) for key, value in seconds.items()},
+    }
+
+
+def _write_summary(summary: dict[str, Any], output_dir: Path) -> None:
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def _report(cfg: DictConfig, context: SearchContext, summary: dict[str, Any]) -> None:
+    """Log the final scores, close the logger and print the summary table (the run's result at the terminal)."""
+    history, objective, test_metrics = context.history, context.score, summary["test"]
+    best = best_or_fail(history, objective)
+    front = front_records(history.records, objective)
+    context.logger.log_images("search/efficiency", [p for p in [context.output_dir / "efficiency.png"] if p.is_file()])
+    context.logger.log_summary({**best.result.metrics, **arch_columns(best.arch), **test_metrics,
+                                "best/index": best.index, "best/arch_id": best.arch.digest(),
+                                "best/score": objective(best.result), "search/front_size": len(front)})
+    context.logger.finish()
+    table = summary_table(top_records(history, objective, int(cfg.top_k)), context.space, best, test_metrics,
+                          context.output_dir, front, test_source=context.evaluator.test_source, score=objective)
+    table += ("\n" + format_constraints(summary["constraints"])) if summary["constraints"] else ""
+    print(table, flush=True)  # the run's result for the person at the terminal
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary."""
     _quiet_libraries()
@@ -222,104 +233,30 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         time_budget = time_budget_from_config(cfg.budget, started, int(cfg.export.top_k))
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    datamodule, space, strategy, evaluator, objective = check(cfg, output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)  # written only now that every check passed
-    history = History(output_dir / "history.jsonl", fingerprint=run_fingerprint(cfg))
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    names = {k: v for k, v in run_names(str(cfg.name), strategy_choice(cfg), int(cfg.seed)).items()
-             if cfg.logger.get(k) is None}  # the config's own run_name / group win
-    logger = build_node(cfg, "logger", output_dir=str(output_dir),
-                        run_config=OmegaConf.to_container(cfg, resolve=True), **names)
-    listeners: list[object] = [logger]  # the W&B logger first: it starts the run the others log to
-    if isinstance(objective, MultiObjective):
-        cost = next((n for n, d in zip(objective.names, objective.directions, strict=True) if d == "min"), "latency")
-        listeners.append(ParetoFrontLogger(objective, output_dir=str(output_dir), x_metric=cost, wandb_run=logger))
-    budgets = {c.key: c.bound for c in getattr(objective, "constraints", []) if c.kind == "max"}
-    listeners.append(RobustnessReport(output_dir))
-    listeners.append(EfficiencyReport(output_dir, max_params=budgets.get("model/params"),
-                                      max_latency_ms=budgets.get("hw/latency_ms"),
-                                      constraints=getattr(objective, "constraints", []), score=objective))
-    if isinstance(strategy, WarmStartEvolution):
-        listeners.append(TransferReport(output_dir, source=strategy.source, scratch=strategy.scratch,
-                                        predictor_fit=lambda: strategy.predictor_fit))
-    log.info("search space %s: %d decisions, %.3g architectures", space, len(space.decisions), space.cardinality)
-
-    search_strategy, search_evaluator, supernet = strategy, evaluator, None
-    if isinstance(strategy, SupernetSearch):
-        supernet = strategy.train_supernet(space, datamodule, output_dir, str(cfg.trainer.accelerator),
-                                           bool(cfg.progress))
-        search_strategy, search_evaluator = strategy.search_strategy(), strategy.evaluator(supernet, datamodule)
-    workers = int((cfg.get("executor") or {}).get("max_workers", 1))
-    if time_budget is not None and time_budget.plan_search(space, evaluator, search_strategy, workers):
-        listeners.append(time_budget)  # budget.time: the search stops at its deadline
-    if isinstance(strategy, DartsModule):  # weight-sharing bilevel search, then the genotype is trained alone
-        notify(listeners, "on_search_start", space, history)
-        _run_darts(strategy, space, datamodule, evaluator, history, logger, cfg)
-        notify(listeners, "on_search_end", history)
-    elif isinstance(strategy, HyperbandSearch):  # multi-fidelity: its own driver, rungs continue from checkpoints
-        notify(listeners, "on_search_start", space, history)
-        fidelity = evaluator if isinstance(evaluator, TabularEvaluator) else TrainMultiFidelity(
-            evaluator, folder=str(output_dir / "checkpoints"))  # a table has its fidelities as columns
-        strategy.run(space, fidelity, history, objective)
-        notify(listeners, "on_search_end", history)
-    else:
-        with build_node(cfg, "executor") as executor:
-            if isinstance(executor, LocalExecutor):
-                run_search(space, search_strategy, search_evaluator, history, score=objective, listeners=listeners,
-                           progress=bool(cfg.progress))
-            else:  # candidates evaluated in parallel; the history is the sequential one (see executors.parallel)
-                run_search_parallel(space, search_strategy, search_evaluator, history, executor, score=objective,
-                                    listeners=listeners, progress=bool(cfg.progress))
+    with build_node(cfg, "executor") as executor:
+        method, context = _build(cfg, output_dir, executor, time_budget)
+        method.run(context)
     search_seconds, search_cpu_seconds = time.perf_counter() - started, cpu_seconds() - cpu_started
-
-    best = best_or_fail(history, objective)
+    best = best_or_fail(context.history, context.score)
     best.arch.save(output_dir / "best" / "arch.json")
-    test_metrics: dict[str, float] = {}
-    final_model: Any = None
     final_cpu_started = time.process_time()
-    if cfg.final_training:
-        if time_budget is not None:  # final epochs from the chosen network's throughput and the time left
-            time_budget.plan_final(space, best.arch, evaluator)
-        test_metrics, final_model = _final_training(strategy, supernet, evaluator, space, datamodule, best.arch,
-                                                    bool(cfg.progress))
-        if final_model is not None:
-            save_final_model(final_model, best.arch, output_dir / "best", test_metrics)
-    final_seconds = time.perf_counter() - started - search_seconds
-    final_cpu_seconds = time.process_time() - final_cpu_started
-    front = front_records(history.records, objective)
-    summary = {
-        "name": cfg.name,
-        "output_dir": str(output_dir),
-        "best": {"index": best.index, "arch_id": best.arch.digest(), "arch": best.arch.to_dict(),
-                 "score": objective(best.result), "metrics": best.result.metrics},
-        "test": test_metrics,
-        "front": [{"index": r.index, "arch_id": r.arch.digest(), **r.result.metrics} for r in front],
-        "front_objectives": [{"metric": key, "direction": way} for key, way in front_objectives(objective)],
-        "constraints": constraint_report(history, getattr(objective, "constraints", []), best),
-        "evaluations": len(history),
-        "failed": sum(not r.result.ok for r in history),
-        "search_seconds": round(search_seconds, 2),
-        "search_cpu_seconds": round(search_cpu_seconds, 2),  # this process and its worker processes
-        "final_training_seconds": round(final_seconds, 2),
-        "final_training_cpu_seconds": round(final_cpu_seconds, 2),  # all threads of this process
-        "total_seconds": round(time.perf_counter() - started, 2),
-    }
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if cfg.final_training and time_budget is not None:  # final epochs from the chosen network's throughput
+        time_budget.plan_final(context.space, best.arch, context.evaluator)
+    test_metrics, final_model = method.final_training(context, best.arch) if cfg.final_training else ({}, None)
+    if final_model is not None:
+        save_final_model(final_model, best.arch, output_dir / "best", test_metrics)
+    seconds = {"search_seconds": search_seconds, "search_cpu_seconds": search_cpu_seconds,  # with worker processes
+               "final_training_seconds": time.perf_counter() - started - search_seconds,
+               "final_training_cpu_seconds": time.process_time() - final_cpu_started,  # all threads of this process
+               "total_seconds": time.perf_counter() - started}
+    summary = _summary(cfg, context, test_metrics, seconds)
+    _write_summary(summary, output_dir)
     if int(cfg.export.top_k) > 0:
         export_started = time.perf_counter()
-        summary["exported"] = _export_top(cfg, space, datamodule, history, objective, evaluator, output_dir,
-                                          (best.arch, final_model))
+        summary["exported"] = _export_top(cfg, context.space, context.datamodule, context.history, context.score,
+                                          context.evaluator, output_dir, (best.arch, final_model))
         summary["export_seconds"] = round(time.perf_counter() - export_started, 2)
         summary["total_seconds"] = round(time.perf_counter() - started, 2)
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    logger.log_images("search/efficiency", [p for p in [output_dir / "efficiency.png"] if p.is_file()])
-    logger.log_summary({**best.result.metrics, **arch_columns(best.arch), **test_metrics, "best/index": best.index,
-                        "best/arch_id": best.arch.digest(), "best/score": objective(best.result),
-                        "search/front_size": len(front)})
-    logger.finish()
-    source = "looked up in the table" if isinstance(evaluator, TabularEvaluator) else "retrained from scratch"
-    table = summary_table(top_records(history, objective, int(cfg.top_k)), space, best, test_metrics, output_dir,
-                          front, test_source=source, score=objective)
-    table += ("\n" + format_constraints(summary["constraints"])) if summary["constraints"] else ""
-    print(table, flush=True)  # the run's result for the person at the terminal
+        _write_summary(summary, output_dir)
+    _report(cfg, context, summary)
     return summary

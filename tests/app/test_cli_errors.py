@@ -19,9 +19,8 @@ import torch
 from hydra import compose, initialize_config_module
 
 from lightning_nas import cli
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.config import register_configs
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.export import cli as export_cli
 from lightning_nas.report.__main__ import main as report_main
 from lightning_nas.results.fingerprint import run_fingerprint

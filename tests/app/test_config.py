@@ -12,9 +12,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from lightning_nas.config import GROUP_SCHEMAS, register_configs
+from lightning_nas.config import GROUP_SCHEMAS, ConfigError, build_node, register_configs
 from lightning_nas.hardware.profile import count_params
-from lightning_nas.run import ConfigError, build_node
 
 CONF = Path(__file__).resolve().parents[2] / "src" / "lightning_nas" / "conf"
 RUNTIME_ARGS = {"input_shape", "num_classes", "datamodule", "output_dir", "run_config", "space"}

@@ -14,8 +14,8 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from lightning_nas.arch import Architecture
-from lightning_nas.config import register_configs
-from lightning_nas.run import ConfigError, run
+from lightning_nas.config import ConfigError, register_configs
+from lightning_nas.run import run
 
 TINY = [
     "data.max_train_samples=160",

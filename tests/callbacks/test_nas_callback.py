@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.callbacks.evolution_controller import SearchController, find_supernet, pareto_front
 from lightning_nas.callbacks.nas_callback import NASCallback
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.nn import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, LayerChoice, ValueChoice, decisions
 from lightning_nas.objectives.score import Objective
 from lightning_nas.results.history import Record

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.wandb_logger import WandbSearchLogger
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.objectives import MultiObjective
 from lightning_nas.results.history import History
 from lightning_nas.spaces.base import SearchSpace

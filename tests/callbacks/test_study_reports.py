@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport, efficiency_rows
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.results.history import History
 from lightning_nas.results.robustness_plots import robust_accuracy_keys, robustness_plot
 

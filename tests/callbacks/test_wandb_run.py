@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.callbacks.wandb_logger import RUN_ID_FILE, WandbSearchLogger, candidate_rows, run_names
 from lightning_nas.config import register_configs
 from lightning_nas.data.digits import DigitsDataModule
 from lightning_nas.evaluators import TrainEvaluator
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.results.history import History
 from lightning_nas.spaces import EfficientConvNetSpace
 

@@ -25,7 +25,8 @@ from lightning_nas.nn import (
     freeze,
 )
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.supernet import SupernetModule, SupernetSpace
+from lightning_nas.spaces.supernet import SupernetSpace
+from lightning_nas.strategies.supernet import SupernetModule
 
 TRAINER: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
            "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}

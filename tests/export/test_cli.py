@@ -14,9 +14,9 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
+from lightning_nas.config import ConfigError
 from lightning_nas.export.cli import export_from_config, find_run, run_weights
 from lightning_nas.results.final_model import save_final_model
-from lightning_nas.run import ConfigError
 from lightning_nas.spaces import NB201Space
 
 SPACE = ["search_space=nb201", "search_space.cells_per_stage=1", "search_space.channels=4"]

@@ -12,8 +12,8 @@ import torch
 
 from lightning_nas.arch import Architecture
 from lightning_nas.hardware.lookup_table import LookupTable
-from lightning_nas.hardware.predictor import LatencyPredictor
-from lightning_nas.hardware.targets import CpuTarget, PredictedLatencyTarget
+from lightning_nas.hardware.predictor import LatencyPredictor, PredictedLatencyTarget
+from lightning_nas.hardware.targets import CpuTarget
 from lightning_nas.spaces import EfficientConvNetSpace
 from lightning_nas.spaces.base import SearchSpace
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
+from lightning_nas.evaluators.hardware import HardwareEvaluator
+from lightning_nas.hardware.base import HARDWARE, HardwareTarget
 from lightning_nas.hardware.lookup_table import (
     LookupTable,
     MissingEntryError,
@@ -19,15 +21,8 @@ from lightning_nas.hardware.lookup_table import (
     layer_calls,
     layer_signature,
 )
-from lightning_nas.hardware.targets import (
-    HARDWARE,
-    CpuTarget,
-    HardwareEvaluator,
-    HardwareTarget,
-    LookupTableTarget,
-    PredictedLatencyTarget,
-    XnnpackTarget,
-)
+from lightning_nas.hardware.predictor import PredictedLatencyTarget
+from lightning_nas.hardware.targets import CpuTarget, LookupTableTarget, XnnpackTarget
 from lightning_nas.spaces.base import SearchSpace
 
 SHAPE = (1, 8, 8)

@@ -7,19 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.callbacks.evolution_controller import pareto_front
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import efficiency_rows
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.objectives.front import front_records, rank_records, score_label
 from lightning_nas.objectives.multi import MultiObjective
-from lightning_nas.objectives.score import Objective
+from lightning_nas.objectives.score import Objective, default_score
 from lightning_nas.results.history import History, Record
 from lightning_nas.results.report import summary_table, top_records
 from lightning_nas.search import best_record
 from lightning_nas.spaces import EfficientConvNetSpace
-from lightning_nas.strategies.base import default_score
 
 
 def _history(rows: list[dict[str, float]]) -> History:

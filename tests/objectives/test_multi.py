@@ -3,8 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.objectives.multi import INFEASIBLE_SCORE, MultiObjective
 from lightning_nas.objectives.score import Objective
 from lightning_nas.results.history import History

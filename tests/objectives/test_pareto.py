@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import EvalResult
 from lightning_nas.objectives.pareto import (
     correlation_matrix,
     crowding_distance,
@@ -158,3 +158,10 @@ def test_correlation_matrix_records() -> None:
     default_names, _ = correlation_matrix(results[:4])
     assert default_names == ["hw/latency_ms", "model/params", "search/val_acc"]
     assert np.isnan(correlation_matrix(results[:1], ["accuracy", "latency"])[1]).all()
+
+
+def test_correlation_matrix_keeps_the_other_pairs_when_a_metric_is_constant() -> None:
+    names, matrix = correlation_matrix(np.array([[1.0, 2.0, 3.0], [1.0, 5.0, 6.0], [1.0, 7.0, 2.0]]))
+    assert names == ["col0", "col1", "col2"]
+    assert np.isnan(matrix[0, 1]) and np.isnan(matrix[0, 2]) and matrix[0, 0] == 1.0
+    assert matrix[1, 2] == pytest.approx(-0.5) and matrix[2, 1] == pytest.approx(-0.5)

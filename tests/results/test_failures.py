@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.results.failures import SearchFailed, best_or_fail, failure_reason
 from lightning_nas.results.history import History
 

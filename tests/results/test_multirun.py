@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.config import register_configs
-from lightning_nas.evaluators.base import EvalResult
 from lightning_nas.results.history import History
 from lightning_nas.results.multirun import _common, format_jobs, job_statuses, load_runs, write_report
 from lightning_nas.strategies import EvolutionStrategy

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.objectives.constraints import parse_constraints
 from lightning_nas.results.history import History
 from lightning_nas.results.report import constraint_report, format_constraints

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult, Job
+from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.nn import LayerChoice
 from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.objectives.score import Objective
@@ -133,32 +133,20 @@ def record_case(name: str, folder: Path) -> dict[str, Any]:
         kwargs["source"] = str(_source_run(folder))
     strategy = STRATEGIES.get(case["strategy"])(**kwargs)
     asks: list[str] = []
-    ask = strategy.ask
+    ask_job = strategy.ask_job
 
-    def recording_ask() -> Architecture:
-        arch = ask()
-        asks.append(arch.digest())
-        return arch
+    def recording_ask() -> Job:
+        job = ask_job()
+        asks.append(job.arch.digest())
+        return job
 
-    strategy.ask = recording_ask  # type: ignore[method-assign]
+    strategy.ask_job = recording_ask  # type: ignore[method-assign]
     space, history = digits_space(case.get("space", "efficient_convnet")), History()
-    if case["strategy"] == "hyperband" and hasattr(strategy, "run") and not _one_loop():
-        strategy.run(space, FakeEvaluator(), history, _objective(case))
-    else:
-        run_search(space, strategy, FakeEvaluator(), history, score=_objective(case), progress=False)
+    run_search(space, strategy, FakeEvaluator(), history, score=_objective(case), progress=False)
     evaluated = [r.arch.digest() + (f"@{r.extra['epochs']}" if "epochs" in r.extra else "") for r in history]
     if case["strategy"] == "hyperband":  # asks are jobs (architecture and epochs): the evaluated sequence
         asks = evaluated
     return {"asks": asks, "evaluated": evaluated}
-
-
-def _one_loop() -> bool:
-    """Whether ``run_search`` drives multi-fidelity strategies itself (after the one-loop change)."""
-    import inspect
-
-    from lightning_nas.search import run_search
-
-    return "fidelity" in inspect.getsource(run_search) or "executor" in inspect.signature(run_search).parameters
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

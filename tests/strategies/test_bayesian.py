@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.results.history import History
 from lightning_nas.search import run_search

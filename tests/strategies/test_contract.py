@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.results.history import History
 from lightning_nas.search import run_search
 from lightning_nas.spaces.base import SearchSpace

@@ -14,16 +14,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.arch import Architecture
 from lightning_nas.hardware.profile import _ActivationTracker
+from lightning_nas.spaces.cell_derivation import derive_darts
 from lightning_nas.spaces.cell_ops import DARTS_OPS, NB201_OPS
 from lightning_nas.spaces.darts_cell import DartsCellSpace
 from lightning_nas.spaces.nb201 import NB201Space
 from lightning_nas.strategies.darts import BilevelDataModule, DartsModule
-from lightning_nas.strategies.darts_utils import (
-    count_ops,
-    derive_darts,
-    finite_difference_hvp,
-    unrolled_arch_gradients,
-)
+from lightning_nas.strategies.darts_utils import count_ops, finite_difference_hvp, unrolled_arch_gradients
 
 SKIP = DARTS_OPS.index("skip_connect")
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.multi_fidelity import TrainMultiFidelity
 from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.results.history import History
-from lightning_nas.search import ResumeError
+from lightning_nas.search import ResumeError, run_search
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies import STRATEGIES
-from lightning_nas.strategies.hyperband import HyperbandSearch, TrainMultiFidelity, rung_epochs
+from lightning_nas.strategies.hyperband import HyperbandSearch, rung_epochs
 
 
 def quality(arch: Architecture) -> float:
@@ -56,7 +56,7 @@ def test_registered_and_ladder() -> None:
 def test_asha_promotes_top_third_and_continues_from_state(wide_space: SearchSpace) -> None:
     search = HyperbandSearch(num_samples=40, seed=0, min_epochs=1, max_epochs=9, eta=3, mode="asha")
     fake = ScriptedCurves()
-    history = search.run(wide_space, fake, History())
+    history = run_search(wide_space, search, fake, History(), progress=False)
     assert len(history) == len(fake.calls) == 40
     rungs: dict[int, list[tuple[Architecture, float]]] = {0: [], 1: [], 2: []}
     for record, (arch, epochs, resume) in zip(history, fake.calls, strict=True):
@@ -78,7 +78,7 @@ def test_asha_promotes_top_third_and_continues_from_state(wide_space: SearchSpac
 def test_hyperband_brackets(wide_space: SearchSpace) -> None:
     search = HyperbandSearch(num_samples=22, seed=1, min_epochs=1, max_epochs=9, eta=3, mode="hyperband")
     fake = ScriptedCurves()
-    history = search.run(wide_space, fake, History())
+    history = run_search(wide_space, search, fake, History(), progress=False)
     rungs = [r.extra["rung"] for r in history]
     assert rungs == [0] * 9 + [1] * 3 + [2] + [1] * 5 + [2] + [2] * 3
     first = sorted(history.records[:9], key=lambda r: -r.result.metrics["search/val_acc"])
@@ -89,12 +89,13 @@ def test_hyperband_brackets(wide_space: SearchSpace) -> None:
 
 def test_resume_replays_history(wide_space: SearchSpace, tmp_path: Path) -> None:
     path = tmp_path / "history.jsonl"
-    HyperbandSearch(num_samples=10, seed=2).run(wide_space, ScriptedCurves(), History(path))
-    resumed = HyperbandSearch(num_samples=25, seed=2).run(wide_space, ScriptedCurves(), History(path))
-    full = HyperbandSearch(num_samples=25, seed=2).run(wide_space, ScriptedCurves(), History())
+    run_search(wide_space, HyperbandSearch(num_samples=10, seed=2), ScriptedCurves(), History(path), progress=False)
+    resumed = run_search(wide_space, HyperbandSearch(num_samples=25, seed=2), ScriptedCurves(), History(path),
+                         progress=False)
+    full = run_search(wide_space, HyperbandSearch(num_samples=25, seed=2), ScriptedCurves(), History(), progress=False)
     assert [(r.arch, r.extra["epochs"]) for r in resumed] == [(r.arch, r.extra["epochs"]) for r in full]
     with pytest.raises(ResumeError):
-        HyperbandSearch(num_samples=30, seed=3).run(wide_space, ScriptedCurves(), History(path))
+        run_search(wide_space, HyperbandSearch(num_samples=30, seed=3), ScriptedCurves(), History(path), progress=False)
 
 
 def test_state_dict_round_trip_and_ask_tell(wide_space: SearchSpace) -> None:

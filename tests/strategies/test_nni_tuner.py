@@ -12,11 +12,10 @@ import pytest
 from omegaconf import OmegaConf
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.config import ConfigError, build_node
 from lightning_nas.nn import ValueChoice
 from lightning_nas.results.history import History
-from lightning_nas.run import ConfigError, build_node
 from lightning_nas.search import run_search
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies import STRATEGIES

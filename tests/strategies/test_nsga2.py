@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.objectives.score import Objective
 from lightning_nas.results.history import History

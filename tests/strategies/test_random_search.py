@@ -1,7 +1,6 @@
 import json
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.strategies import STRATEGIES, RandomSearch
 
 

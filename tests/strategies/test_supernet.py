@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_nas.arch import Architecture
 from lightning_nas.nn import ElasticLinear, LayerChoice, ValueChoice, activate
 from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.spaces.supernet import SupernetSpace
 from lightning_nas.strategies.supernet import (
     PathSampler,
     SupernetModule,
-    SupernetSpace,
     broadcast_paths,
     path_extremes,
 )

@@ -42,7 +42,7 @@ def best_test(history: History, evaluator: TabularEvaluator, space: SearchSpace,
 def test_multi_fidelity_runs_on_table_rungs(name: str, table: TabularEvaluator, space: NB201Space) -> None:
     kwargs = {"mode": "hyperband"} if name == "hyperband" else {}
     strategy = STRATEGIES.get(name)(num_samples=150, seed=0, min_epochs=4, max_epochs=200, eta=3, **kwargs)
-    history = strategy.run(space, table, History())
+    history = run_search(space, strategy, table, History(), progress=False)
     assert len(history) == 150 and all(r.result.ok for r in history)
     epochs = [r.extra["epochs"] for r in history]
     assert set(epochs) == {4, 12, 36, 108, 200} and epochs[:81] == [4] * 81  # the first bracket starts at 4 epochs
@@ -53,7 +53,7 @@ def test_multi_fidelity_runs_on_table_rungs(name: str, table: TabularEvaluator, 
 def test_bohb_model_proposes_better_new_candidates(table: TabularEvaluator, space: NB201Space) -> None:
     """Once a rung has enough results, BOHB's new candidates beat Hyperband's random ones."""
     def new_starts(strategy: HyperbandSearch) -> float:
-        history = strategy.run(space, table, History())
+        history = run_search(space, strategy, table, History(), progress=False)
         later = list(history)[121:155]  # the second bracket's new candidates, started at 12 epochs
         assert {r.extra["epochs"] for r in later} == {12}
         return float(np.mean([r.result.metrics["search/val_acc"] for r in later]))

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.callbacks.study_reports import TransferReport
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.evaluators.base import Evaluator
+from lightning_nas.objectives.score import best_so_far
 from lightning_nas.results.history import History
 from lightning_nas.search import run_search
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.accuracy_predictor import AccuracyPredictor, training_set
-from lightning_nas.strategies.transfer import WarmStartEvolution, best_so_far, load_source_run, transfer_plot
+from lightning_nas.strategies.transfer import WarmStartEvolution, load_source_run, transfer_plot
 
 
 def _result(arch: Architecture) -> EvalResult:

@@ -22,15 +22,14 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.evaluators.supernet import SupernetEvaluator, ValScore
 from lightning_nas.nn import decisions, has_choices
 from lightning_nas.objectives.front import front_records
-from lightning_nas.objectives.score import Objective, metric_key
+from lightning_nas.objectives.score import Objective, ScoreFn, default_score, metric_key
 from lightning_nas.results.history import History, Record
 from lightning_nas.search import best_record, run_search
-from lightning_nas.strategies.base import ScoreFn, Strategy, default_score
+from lightning_nas.strategies.base import Strategy
 from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.supernet import SupernetModule
 

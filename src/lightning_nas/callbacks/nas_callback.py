@@ -12,8 +12,8 @@ from lightning_nas.arch import Architecture
 from lightning_nas.callbacks.evolution_controller import SearchController, find_supernet
 from lightning_nas.evaluators.supernet import ValScore
 from lightning_nas.nn import activate
-from lightning_nas.objectives.score import Objective
-from lightning_nas.strategies.base import ScoreFn, Strategy
+from lightning_nas.objectives.score import Objective, ScoreFn
+from lightning_nas.strategies.base import Strategy
 from lightning_nas.strategies.supernet import SAMPLING_RULES, PathSampler, SupernetModule, broadcast_paths
 
 __all__ = ["NASCallback"]

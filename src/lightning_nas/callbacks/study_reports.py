@@ -24,6 +24,7 @@ from typing import Any
 
 from lightning_nas.objectives.constraints import Constraint
 from lightning_nas.objectives.front import rank_records
+from lightning_nas.objectives.score import ScoreFn, default_score
 from lightning_nas.results.history import History, Record
 from lightning_nas.results.robustness_plots import (
     CLEAN,
@@ -33,7 +34,6 @@ from lightning_nas.results.robustness_plots import (
     transfer_reference_plot,
 )
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import ScoreFn, default_score
 from lightning_nas.strategies.transfer import load_source_run, transfer_plot
 
 __all__ = ["EFFICIENCY_COLUMNS", "EfficiencyReport", "RobustnessReport", "TransferReport", "efficiency_rows"]

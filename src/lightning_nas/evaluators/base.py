@@ -1,56 +1,18 @@
-"""The :class:`Evaluator` interface (what a candidate scores) and its result record."""
+"""The :class:`Evaluator` interface (what a candidate scores) and :func:`evaluate_job`, its never-raising call."""
 
 from __future__ import annotations
 
-import math
+import logging
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from lightning_nas.arch import Architecture
+from lightning_nas.arch import Architecture, EvalResult, Job
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["EvalResult", "Evaluator", "EvaluatorConfigError", "Status"]
+__all__ = ["Evaluator", "EvaluatorConfigError", "evaluate_job", "safe_evaluate"]
 
-Status = Literal["ok", "failed"]
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """What one evaluation produced.
-
-    ``metrics`` uses ``stage/metric`` names: ``search/val_acc``, ``model/params``,
-    ``model/macs``, ``hw/latency_ms``, ``hw/memory_mb``. A failed evaluation keeps the
-    error text and whatever metrics were computed before the failure.
-    """
-
-    status: Status
-    metrics: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    duration_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @classmethod
-    def failed(cls, error: str, metrics: dict[str, float] | None = None, duration_s: float = 0.0) -> EvalResult:
-        return cls("failed", dict(metrics or {}), error, duration_s)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "metrics": {
-                k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.metrics.items()
-            },
-            "error": self.error,
-            "duration_s": self.duration_s,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        metrics = {k: (math.nan if v is None else float(v)) for k, v in data.get("metrics", {}).items()}
-        return cls(data["status"], metrics, data.get("error"), float(data.get("duration_s", 0.0)))
+log = logging.getLogger(__name__)
 
 
 class EvaluatorConfigError(Exception):
@@ -65,10 +27,48 @@ class Evaluator(ABC):
     """Scores candidates of a :class:`SearchSpace`. Must never raise for a bad candidate:
     return ``EvalResult.failed(...)`` instead, so the search goes on."""
 
+    test_source: str = "retrained from scratch"
+    """Where :meth:`test`'s figures come from (said in the run's summary)."""
+    test_action: str = "retraining the best architecture {arch} from scratch for the test report"
+    """What :meth:`test` does, logged before it runs (``{arch}``: the architecture's digest)."""
+
     @abstractmethod
     def evaluate(self, space: SearchSpace, arch: Architecture) -> EvalResult:
         """Score ``arch`` on validation data (the search never sees the test split)."""
 
+    def evaluate_at(self, space: SearchSpace, arch: Architecture, epochs: int,
+                    resume_from: Any | None) -> tuple[EvalResult, Any]:
+        """The result after ``epochs`` total epochs (from ``resume_from``) and the state to continue from.
+
+        Multi-fidelity strategies (Hyperband) ask for this; an evaluator without fidelities raises.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot evaluate at a fidelity (epochs)")
+
     def test(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
         """Final report on the test split for the chosen architecture (used once, at the end)."""
         raise NotImplementedError(f"{type(self).__name__} has no test-split report")
+
+
+def evaluate_job(evaluator: Any, space: SearchSpace, job: Job) -> tuple[EvalResult, Any]:
+    """``job``'s result and the state it leaves; an exception becomes a failed result (logged),
+    except :class:`EvaluatorConfigError`, which stops the search.
+
+    A job without a fidelity calls ``evaluator.evaluate``, one with ``epochs`` calls
+    ``evaluator.evaluate_at``.
+    """
+    started = time.perf_counter()
+    try:
+        if job.epochs is None:
+            return evaluator.evaluate(space, job.arch), None
+        result, state = evaluator.evaluate_at(space, job.arch, job.epochs, job.resume_from)
+        return result, state
+    except EvaluatorConfigError:  # e.g. a table that does not cover the space: stop, not one bad candidate
+        raise
+    except Exception as error:  # an evaluator bug must not end the search
+        log.exception("evaluator raised on %s", job.arch.digest())
+        return EvalResult.failed(f"{type(error).__name__}: {error}", duration_s=time.perf_counter() - started), None
+
+
+def safe_evaluate(evaluator: Evaluator, space: SearchSpace, arch: Architecture) -> EvalResult:
+    """``evaluator.evaluate(space, arch)``; an exception becomes a failed result (logged)."""
+    return evaluate_job(evaluator, space, Job(arch))[0]

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.evaluators.train import derive_seed, seeded
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.spaces.base import SearchSpace

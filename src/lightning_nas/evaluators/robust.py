@@ -11,8 +11,8 @@ from typing import Any
 import lightning as L
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.hardware.profile import iter_profile
 from lightning_nas.objectives.robustness import CORRUPTIONS, robustness_report

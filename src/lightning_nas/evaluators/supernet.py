@@ -11,22 +11,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 import torch
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.hardware.profile import count_params, profile_model
 from lightning_nas.nn import freeze, has_choices
 from lightning_nas.nn.batchnorm import recalibrate_bn
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.supernet import SupernetModule, SupernetSpace
+from lightning_nas.spaces.supernet import SupernetSpace
 
 __all__ = ["RETRAIN_MODES", "SupernetEvaluator", "ValScore", "recalibrate_bn", "retrain", "top1_accuracy"]
+
+
+@runtime_checkable
+class SupernetOwner(Protocol):
+    """A trained weight-sharing module (e.g. ``SupernetModule``): its supernet and its space."""
+
+    supernet: nn.Module
+    space: SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +104,7 @@ class SupernetEvaluator(Evaluator):
         val_score: ValScore | None = None,
     ) -> None:
         module = supernet_module_or_supernet
-        self.supernet: nn.Module = module.supernet if isinstance(module, SupernetModule) else module
+        self.supernet: nn.Module = module.supernet if isinstance(module, SupernetOwner) else module
         if not isinstance(self.supernet, nn.Module) or not has_choices(self.supernet):
             raise ValueError(f"SupernetEvaluator needs a supernet with lightning_nas choices, "
                              f"got {type(module).__name__}")
@@ -107,7 +115,7 @@ class SupernetEvaluator(Evaluator):
         if datamodule is None and (train_dataloader is None or val_dataloader is None):
             raise ValueError("SupernetEvaluator needs a datamodule, or both train_dataloader and "
                              "val_dataloader")
-        self.owner_space = module.space if isinstance(module, SupernetModule) else None
+        self.owner_space = module.space if isinstance(module, SupernetOwner) else None
         self.datamodule = datamodule
         self.calibration_batches, self.max_val_batches = calibration_batches, max_val_batches
         self.latency_repeats, self.measure_hardware = latency_repeats, bool(measure_hardware)
@@ -272,8 +280,8 @@ def retrain(
 
 
 def _retrain_model(source: SearchSpace | nn.Module, arch: Architecture, mode: str, seed: int) -> nn.Module:
-    space = source.space if isinstance(source, SupernetModule) else source
-    supernet = source.supernet if isinstance(source, SupernetModule) else source
+    space = source.space if isinstance(source, SupernetOwner) else source
+    supernet = source.supernet if isinstance(source, SupernetOwner) else source
     if mode == "scratch" and isinstance(space, SearchSpace) and not isinstance(space, SupernetSpace):
         with seeded(seed):
             return space.build(arch)

@@ -55,8 +55,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator, EvaluatorConfigError
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator, EvaluatorConfigError
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
@@ -264,6 +264,9 @@ class TabularEvaluator(Evaluator):
         >>> evaluator.fidelities
         [4, 12, 36, 108, 200]
     """
+
+    test_source = "looked up in the table"
+    test_action = "looking up the test metrics of the best architecture {arch} in the table"
 
     def __init__(
         self,

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.evaluators.classifier import ClassificationModule, RecalibrateBatchNorm, validate_recipe
 from lightning_nas.evaluators.ema import EMAWeights
 from lightning_nas.hardware.profile import iter_profile

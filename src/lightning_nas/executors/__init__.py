@@ -6,8 +6,8 @@ input order. It never raises for a bad candidate and never hangs: a worker that 
 ``EvalResult.failed("worker died: ...")``; a candidate running longer than ``timeout_s`` is
 stopped and recorded as ``EvalResult.failed("timeout: ...")``. Finished results are never lost.
 
-:func:`run_search_parallel` is :func:`lightning_nas.search.run_search` with an executor: the
-strict ask/tell loop is unchanged, so **the history is the same for the same seed whatever the
+:func:`lightning_nas.search.run_search` takes an executor: the strict ask/tell loop is unchanged,
+so **the history is the same for the same seed whatever the
 executor** (given a deterministic evaluator). Parallelism comes from *speculation*: on a cache
 miss, a copy of the strategy is asked ahead (told a placeholder result for each pending
 candidate), the real ask plus those guesses are evaluated as one batch, and the real loop then
@@ -17,8 +17,8 @@ generation) hit every guess; for the others a wrong guess costs compute, never c
 """
 
 from lightning_nas.executors.base import Executor, LocalExecutor
-from lightning_nas.executors.parallel import run_search_parallel, speculate
+from lightning_nas.executors.parallel import speculate
 from lightning_nas.executors.process import ProcessExecutor
 from lightning_nas.executors.ray_executor import RayExecutor
 
-__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "run_search_parallel", "speculate"]
+__all__ = ["Executor", "LocalExecutor", "ProcessExecutor", "RayExecutor", "speculate"]

@@ -8,9 +8,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
-from lightning_nas.search import _safe_evaluate
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator, safe_evaluate
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["Executor", "LocalExecutor", "check_retry_options", "exit_reason"]
@@ -36,7 +35,7 @@ def exit_reason(exitcode: int | None) -> str:
 class Executor(ABC):
     """Evaluates batches of candidates; a context manager that releases its workers on exit."""
 
-    #: how many candidates run at once (the default batch size of :func:`run_search_parallel`)
+    #: how many candidates run at once (the default batch size of :func:`lightning_nas.search.run_search`)
     parallelism: int = 1
 
     @abstractmethod
@@ -65,6 +64,6 @@ class LocalExecutor(Executor):
 
     def map_evaluate(self, evaluator: Evaluator, space: SearchSpace,
                      archs: Sequence[Architecture]) -> list[EvalResult]:
-        return [_safe_evaluate(evaluator, space, arch) for arch in archs]
+        return [safe_evaluate(evaluator, space, arch) for arch in archs]
 
 

@@ -1,42 +1,37 @@
-"""The search loop with an executor: speculative batches, the sequential ask/tell order kept exactly."""
+"""Speculation: the jobs a copy of the strategy asks next, evaluated as one batch by the one loop."""
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
-from tqdm.auto import tqdm
+from lightning_nas.arch import Architecture, EvalResult, Job
+from lightning_nas.strategies.base import Strategy
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
-from lightning_nas.executors.base import Executor
-from lightning_nas.results.history import History
-from lightning_nas.search import _replay, notify
-from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import ScoreFn, Strategy, default_score
-
-__all__ = ["run_search_parallel", "speculate"]
+__all__ = ["speculate"]
 
 log = logging.getLogger(__name__)
 
 
-def speculate(strategy: Strategy, arch: Architecture, seen: dict[Architecture, EvalResult],
-              n: int) -> list[Architecture]:
-    """``arch`` and up to ``n - 1`` architectures a copy of ``strategy`` asks next, without feedback.
+def speculate(strategy: Strategy, job: Job, seen: Mapping[tuple[Architecture, int | None], tuple[EvalResult, Any]],
+              n: int) -> list[Job]:
+    """``job`` and up to ``n - 1`` jobs a copy of ``strategy`` asks next, without feedback.
 
-    The copy is told ``arch`` and each guess with a placeholder (failed) result; already-evaluated
-    architectures get their real result. ``strategy`` itself is not touched. A strategy that cannot
-    be deep-copied gets no guesses (the batch is ``[arch]``).
+    The copy is told ``job`` and each guess with a placeholder (failed) result; already-evaluated jobs
+    get their real result. ``strategy`` itself
+    is not touched. A strategy that cannot be deep-copied gets no guesses (the batch is ``[job]``),
+    nor does a job with a fidelity (its successors depend on its result).
 
     Args:
-        strategy: the live strategy, just after it asked ``arch``.
-        arch: the architecture it asked.
-        seen: results of architectures already evaluated.
+        strategy: the live strategy, just after it asked ``job``.
+        job: the job it asked.
+        seen: results (and states) of the jobs already evaluated, keyed by ``(arch, epochs)``.
         n: the batch size wanted.
     """
-    batch = [arch]
-    if n <= 1:
+    batch = [job]
+    if n <= 1 or job.epochs is not None:
         return batch
     try:
         clone = copy.deepcopy(strategy)
@@ -44,77 +39,13 @@ def speculate(strategy: Strategy, arch: Architecture, seen: dict[Architecture, E
         log.debug("cannot copy %s to speculate (%s): evaluating one candidate at a time", strategy, error)
         return batch
     placeholder = EvalResult.failed("pending (speculative placeholder)")
-    clone.tell(arch, placeholder)
+    clone.tell_job(job, placeholder)
     for _ in range(4 * n):  # bounded: duplicates are skipped, not counted
         if clone.done or len(batch) >= n:
             break
-        guess = clone.ask()
-        clone.tell(guess, seen.get(guess, placeholder))
-        if guess not in seen and guess not in batch:
+        guess = clone.ask_job()
+        known = seen.get((guess.arch, guess.epochs))
+        clone.tell_job(guess, placeholder if known is None else known[0])
+        if known is None and guess.epochs is None and all(guess.arch != b.arch for b in batch):
             batch.append(guess)
     return batch
-
-
-def run_search_parallel(
-    space: SearchSpace,
-    strategy: Strategy,
-    evaluator: Evaluator,
-    history: History,
-    executor: Executor,
-    batch_size: int | None = None,
-    score: ScoreFn = default_score,
-    listeners: Sequence[object] = (),
-    progress: bool = True,
-) -> History:
-    """:func:`~lightning_nas.search.run_search` evaluating speculative batches on ``executor``.
-
-    The ask/tell sequence, and so the history, is exactly the sequential one: records are
-    appended in ask order, each told its real result. Results of guesses the strategy never asks
-    are dropped at the end (logged). Resuming replays ``history`` first, like ``run_search``.
-
-    Args:
-        space: the search space.
-        strategy: the sample-based strategy.
-        evaluator: scores candidates (must pickle for process and Ray executors).
-        history: the (possibly resumed) history to append to.
-        executor: where batches run.
-        batch_size: candidates per batch; None means ``executor.parallelism``.
-        score: the scalar the strategy maximises.
-        listeners: receive ``on_search_start``, ``on_candidate_end``, ``on_search_end``.
-        progress: show a progress bar.
-
-    Example:
-        >>> with ProcessExecutor(max_workers=2) as executor:  # doctest: +SKIP
-        ...     run_search_parallel(space, RandomSearch(20), evaluator, History(), executor)
-    """
-    size = executor.parallelism if batch_size is None else int(batch_size)
-    if size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-    strategy.setup(space, score)
-    seen = _replay(strategy, history)
-    notify(listeners, "on_search_start", space, history)
-    cache: dict[Architecture, EvalResult] = {}
-    bar = tqdm(total=strategy.num_samples, initial=strategy.num_told, desc="search", unit="cand",
-               disable=not progress, dynamic_ncols=True)
-    with bar:
-        while not strategy.done:
-            arch = strategy.ask()
-            if arch in seen:
-                strategy.tell(arch, seen[arch])
-                bar.update(1)
-                continue
-            if arch not in cache:
-                batch = speculate(strategy, arch, seen, size)
-                cache.update(zip(batch, executor.map_evaluate(evaluator, space, batch), strict=True))
-            result = cache.pop(arch)
-            record = history.append(arch, result)
-            seen[arch] = result
-            strategy.tell(arch, result)
-            if not result.ok:
-                log.warning("candidate %d failed: %s", record.index, result.error)
-            bar.update(1)
-            notify(listeners, "on_candidate_end", record, history)
-    if cache:
-        log.info("%d speculative evaluations were not asked by the strategy and were dropped", len(cache))
-    notify(listeners, "on_search_end", history)
-    return history

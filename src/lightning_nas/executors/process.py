@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator, safe_evaluate
 from lightning_nas.executors.base import Executor, check_retry_options, exit_reason
-from lightning_nas.search import _safe_evaluate
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["ProcessExecutor"]
@@ -49,7 +48,7 @@ def _worker_loop(conn: Connection, threads: int) -> None:
         if payload is not None:
             state = (token, *pickle.loads(payload))
         conn.send(_STARTED)
-        conn.send(_safe_evaluate(state[1], state[2], arch))
+        conn.send(safe_evaluate(state[1], state[2], arch))
 
 
 @dataclass

@@ -9,10 +9,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.evaluators.base import Evaluator, safe_evaluate
 from lightning_nas.executors.base import Executor, check_retry_options
-from lightning_nas.search import _safe_evaluate
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["RayExecutor"]
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _evaluate_task(evaluator: Evaluator, space: SearchSpace, arch: Architecture) -> EvalResult:
-    return _safe_evaluate(evaluator, space, arch)
+    return safe_evaluate(evaluator, space, arch)
 
 
 class RayExecutor(Executor):

@@ -26,9 +26,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lightning_nas.arch import Architecture
 from lightning_nas.cli_errors import compose_or_fail, fail, hydra_overrides
-from lightning_nas.config import GROUP_SCHEMAS, ConfigError, register_configs
+from lightning_nas.config import GROUP_SCHEMAS, ConfigError, build_node, register_configs
 from lightning_nas.export.package import DataInfo, package_architecture
-from lightning_nas.run import build_node
 from lightning_nas.safe_load import load_state_dict_file
 
 __all__ = ["ExportAppConfig", "export_from_config", "find_run", "main", "run_weights"]

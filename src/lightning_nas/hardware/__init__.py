@@ -1,5 +1,6 @@
 """Hardware-facing model metrics and targets: size, MACs, latency (measured, tabulated, predicted), memory."""
 
+from lightning_nas.hardware.base import HARDWARE, HardwareTarget, register_hardware
 from lightning_nas.hardware.lookup_table import (
     LayerCall,
     LookupTable,
@@ -8,7 +9,7 @@ from lightning_nas.hardware.lookup_table import (
     layer_calls,
     layer_signature,
 )
-from lightning_nas.hardware.predictor import LatencyPredictor
+from lightning_nas.hardware.predictor import LatencyPredictor, PredictedLatencyTarget
 from lightning_nas.hardware.profile import (
     LatencyStats,
     count_macs,
@@ -18,21 +19,11 @@ from lightning_nas.hardware.profile import (
     peak_activation_memory,
     profile_model,
 )
-from lightning_nas.hardware.targets import (
-    HARDWARE,
-    CpuTarget,
-    HardwareEvaluator,
-    HardwareTarget,
-    LookupTableTarget,
-    PredictedLatencyTarget,
-    XnnpackTarget,
-    register_hardware,
-)
+from lightning_nas.hardware.targets import CpuTarget, LookupTableTarget, XnnpackTarget
 
 __all__ = [
     "HARDWARE",
     "CpuTarget",
-    "HardwareEvaluator",
     "HardwareTarget",
     "LatencyPredictor",
     "LatencyStats",

@@ -47,8 +47,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from lightning_nas.hardware.profile import forward_macs
+
 if TYPE_CHECKING:
-    from lightning_nas.hardware.targets import HardwareTarget
+    from lightning_nas.hardware.base import HardwareTarget
 
 __all__ = [
     "FREE_LAYERS",
@@ -160,15 +162,6 @@ def _kind(module: nn.Module) -> str:
     return type(module).__name__
 
 
-def _macs(module: nn.Module, output: torch.Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
-        k = _pair(module.kernel_size)
-        return output.numel() * (module.in_channels // module.groups) * k[0] * k[1]
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
-    return 0
-
-
 def _leaves(model: nn.Module) -> Iterator[nn.Module]:
     for module in model.modules():
         if not any(True for _ in module.children()) and not isinstance(module, FREE_LAYERS):
@@ -212,7 +205,7 @@ def layer_calls(model: nn.Module, input_shape: Sequence[int]) -> list[LayerCall]
             raise TypeError(f"{type(module).__name__}: lookup tables need one tensor in and one out")
         shape, out = tuple(args[0].shape[1:]), tuple(output.shape[1:])
         calls.append(LayerCall(layer_signature(module, shape, out), _kind(module), module, shape, out,
-                               _macs(module, output)))
+                               forward_macs(module.forward, args[0])))
 
     handles = [leaf.register_forward_hook(hook) for leaf in _leaves(model)]
     try:

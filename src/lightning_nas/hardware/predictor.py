@@ -40,9 +40,10 @@ from numpy.typing import NDArray
 from torch import nn
 
 from lightning_nas.arch import Architecture
+from lightning_nas.hardware.base import HardwareTarget, register_hardware
 from lightning_nas.hardware.lookup_table import LayerCall, LookupTable, layer_calls, measure_layers
 from lightning_nas.hardware.regressors import Regressor, from_dict, from_sklearn, to_dict
-from lightning_nas.hardware.targets import CpuTarget, HardwareTarget
+from lightning_nas.hardware.targets import CpuTarget
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
@@ -406,3 +407,42 @@ class LatencyPredictor:
 
     def __repr__(self) -> str:
         return f"LatencyPredictor(kind={self.kind!r}, regressor={self.regressor_name!r}, fitted={self.fitted})"
+
+
+@register_hardware("predicted")
+class PredictedLatencyTarget(HardwareTarget):
+    """Latency from a saved :class:`~lightning_nas.hardware.predictor.LatencyPredictor` instead of
+    a measurement (the p90 equals the prediction). Fit the predictor on the same search space and
+    input shape as the search: its features depend on both.
+
+    Args:
+        predictor_path: a file written by ``LatencyPredictor.save``.
+
+    Example:
+        >>> PredictedLatencyTarget("latency.json").measure_candidate(space, arch)  # doctest: +SKIP
+        {'hw/latency_ms': 2.4, 'hw/latency_p90_ms': 2.4}
+    """
+
+    name = "predicted"
+
+    def __init__(self, predictor_path: str) -> None:
+        if not isinstance(predictor_path, str | Path) or not Path(predictor_path).is_file():
+            raise ValueError(f"hardware.predictor_path: {predictor_path!r} does not exist")
+        try:
+            self.predictor = LatencyPredictor.load(predictor_path)
+        except (ValueError, KeyError, EOFError) as error:
+            raise ValueError(f"hardware.predictor_path: {error}") from error
+        self.predictor_path = str(predictor_path)
+
+    def measure_candidate(
+        self, space: SearchSpace, arch: Architecture, model: nn.Module | None = None
+    ) -> dict[str, float]:
+        value = float(self.predictor.predict(space, [arch])[0])
+        return {"hw/latency_ms": value, "hw/latency_p90_ms": value}
+
+    def measure(self, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
+        value = self.predictor.predict_model(model, input_shape)
+        return {"hw/latency_ms": value, "hw/latency_p90_ms": value}
+
+    def __repr__(self) -> str:
+        return f"PredictedLatencyTarget(predictor_path={self.predictor_path!r})"

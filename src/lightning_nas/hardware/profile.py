@@ -27,6 +27,7 @@ __all__ = [
     "LatencyStats",
     "count_macs",
     "count_params",
+    "forward_macs",
     "iter_profile",
     "measure_latency",
     "peak_activation_memory",
@@ -90,9 +91,21 @@ def count_macs(model: nn.Module, input_shape: InputShape) -> int:
         input_shape: shape of one input sample, without the batch dimension.
     """
     x = _example(model, input_shape)
+    with _eval_mode(model):
+        return forward_macs(model, x)
+
+
+def forward_macs(forward: Callable[..., Any], *inputs: Any) -> int:
+    """Multiply-accumulates of ``forward(*inputs)``: :class:`~torch.utils.flop_counter.FlopCounterMode`'s
+    FLOPs / 2 (the one MAC counter: :func:`count_macs` and the lookup table's per-layer calls use it).
+
+    Args:
+        forward: a module, or a module's ``forward`` (which bypasses its hooks).
+        inputs: its inputs (``meta`` tensors are fine: only shapes are used).
+    """
     counter = FlopCounterMode(display=False)
-    with _eval_mode(model), torch.no_grad(), counter:
-        model(x)
+    with torch.no_grad(), counter:
+        forward(*inputs)
     return int(counter.get_total_flops()) // 2
 
 

@@ -1,8 +1,9 @@
 """Hardware targets (Hydra group ``hardware``): where a candidate's latency and memory come from.
 
 Every target turns a plain network into ``hw/latency_ms`` and ``hw/latency_p90_ms`` (plus
-``hw/memory_mb`` when it knows the memory) without training. :class:`HardwareEvaluator`
-wraps any evaluator so its results carry the target's figures.
+``hw/memory_mb`` when it knows the memory) without training.
+:class:`~lightning_nas.evaluators.hardware.HardwareEvaluator` wraps any evaluator so its results
+carry the target's figures; the ``predicted`` target lives in :mod:`lightning_nas.hardware.predictor`.
 
 Example:
     >>> from torch import nn
@@ -18,49 +19,24 @@ import math
 import statistics
 import tempfile
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, Evaluator
+from lightning_nas.hardware.base import MIB, HardwareTarget, register_hardware, timing_args
 from lightning_nas.hardware.lookup_table import LayerCall, LookupTable, MissingEntryError, layer_calls
 from lightning_nas.hardware.profile import LatencyStats, measure_latency, peak_activation_memory
-from lightning_nas.registry import Registry
-from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
-    "HARDWARE",
     "CpuTarget",
-    "HardwareEvaluator",
-    "HardwareTarget",
     "LookupTableTarget",
-    "PredictedLatencyTarget",
     "XnnpackTarget",
-    "register_hardware",
     "thread_time_latency",
 ]
 
 log = logging.getLogger(__name__)
-
-HARDWARE: Registry[type[HardwareTarget]] = Registry("hardware target")
-register_hardware = HARDWARE.register
-
-MIB = 2.0**20
-
-
-def _check_int(key: str, value: object, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"hardware.{key} must be an int >= {low}, got {value!r}")
-    return value
-
-
-def _timing_args(threads: object, repeats: object, warmup: object) -> tuple[int, int, int]:
-    return _check_int("threads", threads, 1), _check_int("repeats", repeats, 1), _check_int("warmup", warmup, 0)
-
 
 def thread_time_latency(model: nn.Module, input_shape: Sequence[int], repeats: int = 30, warmup: int = 5
                         ) -> LatencyStats:
@@ -95,48 +71,6 @@ def thread_time_latency(model: nn.Module, input_shape: Sequence[int], repeats: i
     return LatencyStats(statistics.median(ordered), p90, statistics.fmean(ordered))
 
 
-class HardwareTarget(ABC):
-    """Measures (or predicts) a network's latency on one device and runtime.
-
-    Subclasses implement :meth:`measure`; :meth:`measure_candidate` builds the candidate
-    first (targets that predict from the architecture itself override it).
-    """
-
-    name: str = "hardware"
-
-    @abstractmethod
-    def measure(self, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
-        """``hw/latency_ms``, ``hw/latency_p90_ms`` (and ``hw/memory_mb`` when known) of ``model``.
-
-        Args:
-            model: a plain network (no choice modules inside).
-            input_shape: one input sample's shape, without the batch dimension.
-        """
-
-    def latency(self, model: nn.Module, input_shape: Sequence[int]) -> float:
-        """The ``hw/latency_ms`` figure alone (targets may skip their other measurements)."""
-        return self.measure(model, input_shape)["hw/latency_ms"]
-
-    def measure_candidate(
-        self, space: SearchSpace, arch: Architecture, model: nn.Module | None = None
-    ) -> dict[str, float]:
-        """The figures of ``arch`` of ``space`` (built unless ``model`` is given).
-
-        Args:
-            space: the search space.
-            arch: the architecture.
-            model: the already built network, to avoid building it again.
-        """
-        if model is None:
-            with torch.random.fork_rng(devices=[]):  # weights do not matter; keep the global RNG
-                model = space.build(arch)
-        return self.measure(model, space.input_shape)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({fields})"
-
-
 @register_hardware("cpu")
 class CpuTarget(HardwareTarget):
     """Eager PyTorch on this machine's CPU, batch size 1 (median and p90 of timed passes).
@@ -161,7 +95,7 @@ class CpuTarget(HardwareTarget):
     name = "cpu"
 
     def __init__(self, threads: int = 1, repeats: int = 30, warmup: int = 5, clock: str = "wall") -> None:
-        self.threads, self.repeats, self.warmup = _timing_args(threads, repeats, warmup)
+        self.threads, self.repeats, self.warmup = timing_args(threads, repeats, warmup)
         if clock not in ("wall", "cpu"):
             raise ValueError(f"hardware.clock must be 'wall' or 'cpu', got {clock!r}")
         if clock == "cpu" and self.threads != 1:
@@ -204,7 +138,7 @@ class XnnpackTarget(HardwareTarget):
     name = "xnnpack"
 
     def __init__(self, threads: int = 1, repeats: int = 30, warmup: int = 5, quantize: bool = False) -> None:
-        self.threads, self.repeats, self.warmup = _timing_args(threads, repeats, warmup)
+        self.threads, self.repeats, self.warmup = timing_args(threads, repeats, warmup)
         if not isinstance(quantize, bool):
             raise ValueError(f"hardware.quantize must be true or false, got {quantize!r}")
         self.quantize = quantize
@@ -282,85 +216,3 @@ class LookupTableTarget(HardwareTarget):
     def __repr__(self) -> str:
         return (f"LookupTableTarget(table={self.table.source!r}, device={self.table.device!r}, "
                 f"entries={len(self.table)}, fallback={self.fallback!r}, scale={self.scale})")
-
-
-@register_hardware("predicted")
-class PredictedLatencyTarget(HardwareTarget):
-    """Latency from a saved :class:`~lightning_nas.hardware.predictor.LatencyPredictor` instead of
-    a measurement (the p90 equals the prediction). Fit the predictor on the same search space and
-    input shape as the search: its features depend on both.
-
-    Args:
-        predictor_path: a file written by ``LatencyPredictor.save``.
-
-    Example:
-        >>> PredictedLatencyTarget("latency.json").measure_candidate(space, arch)  # doctest: +SKIP
-        {'hw/latency_ms': 2.4, 'hw/latency_p90_ms': 2.4}
-    """
-
-    name = "predicted"
-
-    def __init__(self, predictor_path: str) -> None:
-        from lightning_nas.hardware.predictor import LatencyPredictor
-
-        if not isinstance(predictor_path, str | Path) or not Path(predictor_path).is_file():
-            raise ValueError(f"hardware.predictor_path: {predictor_path!r} does not exist")
-        try:
-            self.predictor = LatencyPredictor.load(predictor_path)
-        except (ValueError, KeyError, EOFError) as error:
-            raise ValueError(f"hardware.predictor_path: {error}") from error
-        self.predictor_path = str(predictor_path)
-
-    def measure_candidate(
-        self, space: SearchSpace, arch: Architecture, model: nn.Module | None = None
-    ) -> dict[str, float]:
-        value = float(self.predictor.predict(space, [arch])[0])
-        return {"hw/latency_ms": value, "hw/latency_p90_ms": value}
-
-    def measure(self, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
-        value = self.predictor.predict_model(model, input_shape)
-        return {"hw/latency_ms": value, "hw/latency_p90_ms": value}
-
-    def __repr__(self) -> str:
-        return f"PredictedLatencyTarget(predictor_path={self.predictor_path!r})"
-
-
-class HardwareEvaluator(Evaluator):
-    """Wraps an evaluator: after each evaluation, ``target`` measures the candidate and its
-    figures replace any the inner evaluator reported under the same names.
-
-    A failing measurement turns the result into a failure (the inner metrics are kept).
-
-    Args:
-        evaluator: the evaluator that scores accuracy (e.g. ``TrainEvaluator``).
-        target: the hardware target.
-
-    Example:
-        >>> evaluator = HardwareEvaluator(TrainEvaluator(datamodule), CpuTarget())  # doctest: +SKIP
-    """
-
-    def __init__(self, evaluator: Evaluator, target: HardwareTarget) -> None:
-        self.evaluator, self.target = evaluator, target
-
-    def evaluate(self, space: SearchSpace, arch: Architecture) -> EvalResult:
-        result = self.evaluator.evaluate(space, arch)
-        if not result.ok:
-            return result
-        start = time.perf_counter()
-        try:
-            figures = self.target.measure_candidate(space, arch)
-        except Exception as error:  # a candidate the target cannot handle must not end the search
-            log.warning("%s could not measure %s: %s", self.target.name, arch.digest(), error)
-            return EvalResult.failed(f"hardware.{self.target.name}: {type(error).__name__}: {error}",
-                                     result.metrics, result.duration_s + time.perf_counter() - start)
-        duration = result.duration_s + time.perf_counter() - start
-        return EvalResult("ok", {**result.metrics, **figures}, duration_s=duration)
-
-    def test(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
-        return {**self.evaluator.test(space, arch), **self.target.measure_candidate(space, arch)}
-
-    def __getattr__(self, name: str) -> object:
-        inner = self.__dict__.get("evaluator")  # the inner evaluator's helpers stay reachable
-        if inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)

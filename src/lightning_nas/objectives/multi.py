@@ -10,13 +10,13 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import EvalResult
 from lightning_nas.objectives.constraints import Constraint, parse_constraints, total_violation
 from lightning_nas.objectives.front import front_records
 from lightning_nas.objectives.pareto import hypervolume as pareto_hypervolume
-from lightning_nas.objectives.score import METRIC_SCALES, metric_key
+from lightning_nas.objectives.score import METRIC_SCALES, ScoreFn, metric_key, result_of
 
-__all__ = ["FEASIBLE_FLOOR", "INFEASIBLE_SCORE", "MultiObjective"]
+__all__ = ["FEASIBLE_FLOOR", "INFEASIBLE_SCORE", "MultiObjective", "ScalarObjective", "as_objective"]
 
 INFEASIBLE_SCORE = -1e9
 """An infeasible candidate scores ``INFEASIBLE_SCORE - violation``."""
@@ -25,14 +25,6 @@ FEASIBLE_FLOOR = -1e8
 """Feasible scores are clamped at this floor, so they always rank above infeasible ones."""
 
 RecordT = TypeVar("RecordT")
-
-
-def _result_of(record: object) -> EvalResult:
-    """The :class:`EvalResult` of a history record (or the result itself)."""
-    result = getattr(record, "result", record)
-    if not isinstance(result, EvalResult):
-        raise TypeError(f"expected a history record or an EvalResult, got {type(record).__name__}")
-    return result
 
 
 @dataclass(frozen=True)
@@ -164,8 +156,8 @@ class MultiObjective:
         return max(round(total, 12), FEASIBLE_FLOOR)
 
     def _feasible_points(self, records: Iterable[RecordT]) -> tuple[list[RecordT], NDArray[np.float64]]:
-        kept = [r for r in records if self.feasible(_result_of(r))]
-        points = np.array([self.vector(_result_of(r)) for r in kept], dtype=np.float64)
+        kept = [r for r in records if self.feasible(result_of(r))]
+        points = np.array([self.vector(result_of(r)) for r in kept], dtype=np.float64)
         return kept, points.reshape(len(kept), len(self.names))
 
     def front(self, records: Iterable[RecordT]) -> list[RecordT]:
@@ -175,7 +167,7 @@ class MultiObjective:
             records: history records (anything with ``.result``) or :class:`EvalResult` objects.
         """
         items = list(records)
-        chosen = {r.index for r in front_records([_Indexed(i, _result_of(r)) for i, r in enumerate(items)], self)}
+        chosen = {r.index for r in front_records([_Indexed(i, result_of(r)) for i, r in enumerate(items)], self)}
         return [r for i, r in enumerate(items) if i in chosen]
 
     def reference(self, records: Iterable[Any] = ()) -> NDArray[np.float64]:
@@ -227,3 +219,40 @@ class MultiObjective:
         metrics = dict(zip(self.names, self.directions, strict=True))
         constraints = [str(c) for c in self.constraints]
         return f"MultiObjective(metrics={metrics}, weights={self.weights}, constraints={constraints})"
+
+
+class ScalarObjective:
+    """Any score callable seen through the objective interface: one objective to maximise, no constraints.
+
+    ``names``, ``directions``, :meth:`vector` and :meth:`violation` are those of :class:`MultiObjective`,
+    so a strategy reads every objective the same way (:func:`as_objective`). A non-finite score counts
+    as infinitely infeasible.
+
+    Args:
+        score: the callable (e.g. :func:`~lightning_nas.objectives.score.default_score` or an ``Objective``).
+    """
+
+    def __init__(self, score: ScoreFn) -> None:
+        self.score = score
+        self.names: list[str] = ["score"]
+        self.directions: list[str] = ["max"]
+        self.constraints: list[Constraint] = []
+
+    def __call__(self, result: EvalResult) -> float:
+        return float(self.score(result))
+
+    def vector(self, result: EvalResult) -> NDArray[np.float64]:
+        return np.array([float(self.score(result))], dtype=np.float64)
+
+    def violation(self, result: EvalResult) -> float:
+        return 0.0 if math.isfinite(float(self.score(result))) else math.inf
+
+
+def as_objective(score: ScoreFn) -> MultiObjective | ScalarObjective:
+    """``score`` through the objective interface (names, directions, vector, violation, constraints).
+
+    Example:
+        >>> as_objective(default_score).directions
+        ['max']
+    """
+    return score if isinstance(score, MultiObjective | ScalarObjective) else ScalarObjective(score)

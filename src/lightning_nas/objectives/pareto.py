@@ -8,11 +8,13 @@ objectives are minimised; ``directions`` (one ``"max"`` or ``"min"`` per objecti
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import stats
 
 from lightning_nas.objectives.score import metric_key
 
@@ -259,20 +261,6 @@ def knee_point(points: ArrayLike, directions: Sequence[str] | None = None) -> in
     return int(front[int(np.argmax(distance))])
 
 
-def _average_ranks(column: FloatArray) -> FloatArray:
-    """Ranks 1..n of ``column`` with ties sharing their average rank."""
-    order = np.argsort(column, kind="stable")
-    sorted_values = column[order]
-    ranks_sorted = np.arange(1, len(column) + 1, dtype=np.float64)
-    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
-    ends = np.concatenate((starts[1:], [len(column)]))
-    for start, end in zip(starts, ends, strict=True):
-        ranks_sorted[start:end] = (start + end + 1) / 2.0
-    result = np.empty_like(ranks_sorted)
-    result[order] = ranks_sorted
-    return result
-
-
 def _metric_table(records: Sequence[Any], names: Sequence[str] | None) -> tuple[list[str], FloatArray]:
     """Rows of successful records with every named metric finite (aliases allowed in ``names``)."""
     results = [getattr(r, "result", r) for r in records]
@@ -318,10 +306,11 @@ def correlation_matrix(
     k = len(labels)
     if table.shape[0] < 2:
         return labels, np.full((k, k), np.nan)
-    ranked = np.column_stack([_average_ranks(table[:, j]) for j in range(k)]) if k else table
-    centred = ranked - ranked.mean(axis=0)
-    scale = np.sqrt((centred**2).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        matrix = (centred.T @ centred) / np.outer(scale, scale)
+    if k < 2:
+        return labels, np.ones((k, k))
+    # Spearman = Pearson of average ranks (scipy's spearmanr gives one NaN for all once any metric is constant)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        matrix = np.atleast_2d(np.corrcoef(stats.rankdata(table, axis=0), rowvar=False))
     np.fill_diagonal(matrix, 1.0)
     return labels, np.clip(matrix, -1.0, 1.0)

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-if TYPE_CHECKING:  # a runtime import would tie objectives to the evaluators package (import cycle)
-    from lightning_nas.evaluators.base import EvalResult
+import numpy as np
 
-__all__ = ["METRIC_ALIASES", "METRIC_SCALES", "Objective", "metric_key"]
+from lightning_nas.arch import EvalResult
+
+__all__ = ["METRIC_ALIASES", "METRIC_SCALES", "Objective", "ScoreFn", "best_so_far", "default_score", "metric_key",
+           "result_of"]
+
+ScoreFn = Callable[[EvalResult], float]
+"""The scalar a search maximises: any callable from a result to a float (an :class:`Objective`, a
+:class:`~lightning_nas.objectives.MultiObjective`, :func:`default_score`)."""
+
+
+def default_score(result: EvalResult) -> float:
+    """Validation accuracy; ``-inf`` for a failed or NaN candidate (never selected)."""
+    value = result.metrics.get("search/val_acc", math.nan)
+    return value if result.ok and math.isfinite(value) else -math.inf
+
+
+def result_of(record: object) -> EvalResult:
+    """The :class:`EvalResult` of a history record (or the result itself)."""
+    result = getattr(record, "result", record)
+    if not isinstance(result, EvalResult):
+        raise TypeError(f"expected a history record or an EvalResult, got {type(record).__name__}")
+    return result
+
+
+def best_so_far(records: Iterable[object], score: ScoreFn = default_score) -> np.ndarray[Any, Any]:
+    """Running maximum of ``score`` over records (or results) in evaluation order (``-inf`` before any success)."""
+    values = np.array([score(result_of(r)) for r in records], dtype=float)
+    return np.maximum.accumulate(values) if values.size else values
 
 METRIC_ALIASES: dict[str, str] = {
     "accuracy": "search/val_acc",

@@ -7,9 +7,9 @@ import re
 from collections import Counter
 
 from lightning_nas.config import ConfigError
+from lightning_nas.objectives.score import ScoreFn, default_score
 from lightning_nas.results.history import History, Record
 from lightning_nas.search import best_record
-from lightning_nas.strategies.base import ScoreFn, default_score
 
 __all__ = ["SearchFailed", "best_or_fail", "failure_reason"]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from lightning_nas.objectives.constraints import Constraint
 from lightning_nas.objectives.front import describe_objectives, front_objectives, rank_records, score_label
+from lightning_nas.objectives.score import ScoreFn
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import ScoreFn
 
 __all__ = ["constraint_report", "format_constraints", "format_metric", "summary_table", "top_records"]
 

@@ -23,9 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
+from lightning_nas.objectives.score import ScoreFn, best_so_far, default_score
 from lightning_nas.results.history import Record
-from lightning_nas.strategies.base import ScoreFn, default_score
-from lightning_nas.strategies.transfer import best_so_far
 
 __all__ = ["CLEAN", "efficiency_plot", "robust_accuracy_keys", "robust_keys", "robustness_plot",
            "transfer_reference_plot"]

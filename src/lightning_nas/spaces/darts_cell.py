@@ -23,6 +23,7 @@ from lightning_nas.arch import Architecture
 from lightning_nas.nn import ValueChoice
 from lightning_nas.nn.choices import Switchable
 from lightning_nas.spaces.base import SearchSpace, register_space
+from lightning_nas.spaces.cell_derivation import derive_darts
 from lightning_nas.spaces.cell_ops import CELL_OPS, DARTS_OPS, FactorizedReduce, ReLUConvBN, channel_shuffle
 
 __all__ = ["NODES", "Cell", "CellNetwork", "DartsCellSpace", "MixedNode", "mixed_edge"]
@@ -293,7 +294,6 @@ class DartsCellSpace(SearchSpace):
         max_skip_connections: int | None = None,
     ) -> Architecture:
         """The discrete architecture of softmaxed alphas (see ``darts_utils.derive_darts``)."""
-        from lightning_nas.strategies.darts_utils import derive_darts
 
         return self.validate(derive_darts(probs, self.op_names, edge_scores, max_skip_connections))
 

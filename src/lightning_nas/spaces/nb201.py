@@ -22,6 +22,7 @@ from torch import nn
 from lightning_nas.arch import Architecture
 from lightning_nas.nn import LayerChoice
 from lightning_nas.spaces.base import SearchSpace, register_space
+from lightning_nas.spaces.cell_derivation import cap_skip_connections
 from lightning_nas.spaces.cell_ops import CELL_OPS, NB201_OPS, ReLUConvBN
 from lightning_nas.spaces.darts_cell import mixed_edge
 from lightning_nas.spaces.fused_cell import FusedNB201Cell
@@ -204,7 +205,6 @@ class NB201Space(SearchSpace):
         max_skip_connections: int | None = None,
     ) -> Architecture:
         """Argmax op per edge, ``none`` excluded; at most ``max_skip_connections`` skips (weakest demoted)."""
-        from lightning_nas.strategies.darts_utils import cap_skip_connections
 
         matrix = probs["cell"]
         allowed = [k for k, n in enumerate(NB201_OPS) if n != "none"]

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lightning_nas.arch import Architecture
+from lightning_nas.hardware.predictor import architecture_features
 from lightning_nas.results.history import Record
 from lightning_nas.spaces.base import SearchSpace
 
@@ -33,9 +34,6 @@ FloatArray = NDArray[np.float64]
 
 
 def _decisions(space: SearchSpace, arch: Architecture) -> dict[str, float]:
-    # imported here: lightning_nas.hardware imports the evaluators, which import the strategies
-    from lightning_nas.hardware.predictor import architecture_features
-
     return architecture_features(space, arch)
 
 

@@ -27,7 +27,7 @@ from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.evaluators.proxy import ProxyEvaluator
 from lightning_nas.evaluators.tabular import TabularEvaluator
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import STRATEGIES, Strategy
+from lightning_nas.strategies.base import STRATEGIES, SearchMethod, Strategy
 from lightning_nas.strategies.hyperband import rung_epochs
 
 __all__ = ["AutoStrategy", "Choice", "candidate_cost_s", "choose", "fidelity_ladder", "ladder_jobs"]
@@ -106,7 +106,7 @@ def choose(cardinality: int, num_samples: int, cost_s: float, ladder: list[int])
                   "no Optuna installed for the bayesian strategy")
 
 
-class AutoStrategy:
+class AutoStrategy(SearchMethod):
     """Chooses and builds a strategy with :func:`choose` (``strategy=auto``).
 
     Args:
@@ -139,3 +139,7 @@ class AutoStrategy:
         kwargs = {"num_samples": self.num_samples, "seed": self.seed, **choice.kwargs}
         strategy: Strategy = STRATEGIES.get(choice.name)(**kwargs)
         return strategy
+
+    def resolve(self, space: SearchSpace, evaluator: Any) -> SearchMethod:
+        """The strategy :meth:`build` chooses: ``run(cfg)`` runs it in place of this one."""
+        return self.build(space, evaluator)

@@ -9,50 +9,91 @@ architectures seen, the clean-up of failed or NaN scores (:meth:`Strategy.fitnes
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult, Job
+from lightning_nas.objectives.score import ScoreFn, default_score
 from lightning_nas.registry import Registry
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["STRATEGIES", "Job", "ScoreFn", "Strategy", "Told", "default_score", "register_strategy"]
+__all__ = ["STRATEGIES", "SearchContext", "SearchMethod", "Strategy", "Told", "notify", "register_strategy"]
 
-ScoreFn = Callable[[EvalResult], float]
-
-
-def default_score(result: EvalResult) -> float:
-    """Validation accuracy; ``-inf`` for a failed or NaN candidate (never selected)."""
-    value = result.metrics.get("search/val_acc", math.nan)
-    return value if result.ok and math.isfinite(value) else -math.inf
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One evaluation a strategy asks for: ``arch``, at a fidelity for multi-fidelity strategies.
+def notify(listeners: Sequence[object], hook: str, *args: object) -> None:
+    """Call ``hook(*args)`` on every listener that defines it."""
+    for listener in listeners:
+        method = getattr(listener, hook, None)
+        if callable(method):
+            method(*args)
+
+
+@dataclass
+class SearchContext:
+    """What a search method gets from ``run(cfg)``: the built objects, the loop and where to write.
 
     Args:
-        arch: the architecture.
-        epochs: train to this many epochs in total (``None``: the evaluator's own budget).
-        resume_from: the state (e.g. a checkpoint path) an earlier, lower-fidelity job left.
-        rung: the fidelity level (index into the strategy's epoch ladder).
-        bracket: the Hyperband bracket the job belongs to.
+        space: the search space.
+        datamodule: the data (one-shot methods train on it).
+        evaluator: scores candidates.
+        history: the (possibly resumed) history to append to.
+        score: the objective the search maximises.
+        listeners: receive ``on_search_start``, ``on_candidate_end`` and ``on_search_end``.
+        output_dir: the run folder.
+        search: the one loop, bound to this run's history, executor and listeners:
+            ``search(strategy, evaluator)`` runs ``strategy`` to its budget.
+        accelerator: the trainer's accelerator (for one-shot training).
+        progress: show progress bars.
+        logger: the run's logger (``log_images``).
     """
 
-    arch: Architecture
-    epochs: int | None = None
-    resume_from: Any | None = None
-    rung: int = 0
-    bracket: int = 0
+    space: SearchSpace
+    datamodule: Any
+    evaluator: Any
+    history: Any
+    score: ScoreFn
+    listeners: Sequence[object]
+    output_dir: Path
+    search: Callable[[Strategy, Any], Any]
+    accelerator: str = "cpu"
+    progress: bool = False
+    logger: Any = None
 
-    def extra(self) -> dict[str, int]:
-        """What a history record stores about the fidelity (nothing for a plain job)."""
-        return {} if self.epochs is None else {"epochs": self.epochs, "rung": self.rung, "bracket": self.bracket}
+    def notify(self, hook: str, *args: object) -> None:
+        notify(self.listeners, hook, *args)
+
+
+class SearchMethod:
+    """What ``run(cfg)`` drives: a sample-based :class:`Strategy` or a one-shot method (DARTS, supernet)."""
+
+    def run(self, context: SearchContext) -> None:
+        """Search, appending every evaluated candidate to ``context.history`` and notifying listeners."""
+        raise NotImplementedError(f"{type(self).__name__} has no search driver")
+
+    def resolve(self, space: SearchSpace, evaluator: Any) -> SearchMethod:
+        """The method to run for ``space`` and ``evaluator``: this one (``strategy=auto`` chooses one)."""
+        return self
+
+    def transfer(self) -> dict[str, Any] | None:
+        """The warm start to report (``source``, ``scratch``, ``predictor_fit``), or None for a search from scratch."""
+        return None
+
+    def final_training(self, context: SearchContext, arch: Architecture) -> tuple[dict[str, float], Any]:
+        """Train the chosen architecture once more and report it on the test split.
+
+        Returns the test metrics and the trained network (``None`` when the evaluator trains none, e.g. a table).
+        """
+        log.info(context.evaluator.test_action.format(arch=arch.digest()))
+        metrics = dict(context.evaluator.test(context.space, arch))
+        return metrics, getattr(context.evaluator, "trained_models", {}).get(arch)
 
 
 @dataclass(frozen=True)
@@ -79,7 +120,7 @@ class Told:
         return cls(job, EvalResult.from_dict(data["result"]), bool(data.get("asked", True)), data.get("state"))
 
 
-class Strategy:
+class Strategy(SearchMethod):
     """A sample-based search algorithm driven by :func:`lightning_nas.search.run_search`.
 
     The loop calls :meth:`ask` for the next architecture and :meth:`tell` with its result.
@@ -135,6 +176,10 @@ class Strategy:
 
     def _prepare(self, space: SearchSpace) -> None:
         """Build what depends on the bound space and score (a model, a study); nothing by default."""
+
+    def run(self, context: SearchContext) -> None:
+        """Run this strategy to its budget in the one loop."""
+        context.search(self, context.evaluator)
 
     @property
     def done(self) -> bool:

@@ -11,13 +11,14 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 from lightning_nas.arch import Architecture
 
 if TYPE_CHECKING:
-    from lightning_nas.objectives.multi import MultiObjective
-from lightning_nas.evaluators.base import EvalResult
+    pass
+from lightning_nas.arch import EvalResult
+from lightning_nas.objectives.multi import as_objective
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import Strategy, register_strategy
 from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen
@@ -55,10 +56,12 @@ class BayesianStrategy(Strategy):
 
     Each decision becomes ``trial.suggest_categorical(label, [0, 1, ...])`` over the *indices* of
     its candidates (candidates such as tuples are not Optuna categories; categories are unordered
-    for TPE either way). With a :class:`~lightning_nas.objectives.MultiObjective` score the study
+    for TPE either way). The score is read through the objective interface
+    (:func:`~lightning_nas.objectives.multi.as_objective`): with a
+    :class:`~lightning_nas.objectives.MultiObjective` score the study
     has one direction per objective (``"max"`` -> maximize) and is told the raw
     :meth:`~lightning_nas.objectives.MultiObjective.vector`; its constraint violation is passed
-    to the sampler's ``constraints_func``. Failed candidates (or a non-finite value) are told
+    to the sampler's ``constraints_func`` when it has constraints. Failed candidates (or a non-finite value) are told
     as ``FAIL``. A suggestion already told is answered to the study from the earlier result and
     a new one is asked (up to ``MAX_RETRIES`` times, then a random unseen architecture is
     enqueued), so the budget goes to new candidates.
@@ -104,11 +107,10 @@ class BayesianStrategy(Strategy):
         optuna = _import_optuna()
         if self._told or self._pending is not None:
             return
-        score = self.score
+        objective = as_objective(self.score)
         self._labels = list(space.decisions)
-        multi = _is_multi(score)
-        directions = ([("maximize" if d == "max" else "minimize") for d in score.directions]
-                      if _is_multi(score) else ["maximize"])
+        constrained = bool(objective.constraints)
+        directions = [("maximize" if d == "max" else "minimize") for d in objective.directions]
 
         def constraints(trial: Any) -> list[float]:
             return [float(trial.user_attrs.get("violation", 0.0))]
@@ -116,11 +118,11 @@ class BayesianStrategy(Strategy):
         with _quiet_optuna():
             if self.sampler == "nsga2":
                 sampler = optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=self.seed,
-                                                        constraints_func=constraints if multi else None)
+                                                        constraints_func=constraints if constrained else None)
             else:
                 sampler = optuna.samplers.TPESampler(n_startup_trials=self.n_startup_trials, seed=self.seed,
                                                      multivariate=self.multivariate,
-                                                     constraints_func=constraints if multi else None)
+                                                     constraints_func=constraints if constrained else None)
             self.study = optuna.create_study(sampler=sampler, directions=directions)
         self._trial = None
 
@@ -161,14 +163,11 @@ class BayesianStrategy(Strategy):
 
     def _values(self, result: EvalResult) -> tuple[list[float] | None, float]:
         """Values to tell the study (None: failed) and the constraint violation."""
-        score = self.score
-        if _is_multi(score):
-            vector = [float(v) for v in score.vector(result)]
-            violation = score.violation(result)
-            ok = result.ok and all(math.isfinite(v) for v in vector)
-            return (vector if ok else None), (violation if math.isfinite(violation) else 0.0)
-        value = float(score(result)) if result.ok else -math.inf
-        return ([value] if math.isfinite(value) else None), 0.0
+        objective = as_objective(self.score)
+        vector = [float(v) for v in objective.vector(result)]
+        violation = objective.violation(result)
+        ok = result.ok and all(math.isfinite(v) for v in vector)
+        return (vector if ok else None), (violation if math.isfinite(violation) else 0.0)
 
     def _tell_trial(self, trial: Any, result: EvalResult) -> None:
         optuna = _import_optuna()
@@ -190,10 +189,3 @@ class BayesianStrategy(Strategy):
             raise ValueError(f"BayesianStrategy was told {arch.digest()} but asked {asked.digest()}")
         self._trial = None
         self._tell_trial(trial, result)
-
-
-def _is_multi(score: object) -> TypeGuard[MultiObjective]:
-    """Whether ``score`` is a :class:`~lightning_nas.objectives.MultiObjective` (imported late: import cycle)."""
-    from lightning_nas.objectives.multi import MultiObjective
-
-    return isinstance(score, MultiObjective)

@@ -41,7 +41,9 @@ from torch import nn
 from torch.func import functional_call
 
 from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.base import safe_evaluate
 from lightning_nas.spaces.fused_cell import FusedNB201Cell
+from lightning_nas.strategies.base import SearchContext, SearchMethod
 from lightning_nas.strategies.darts_utils import count_ops, plot_alphas, unrolled_arch_gradients
 
 __all__ = ["BilevelDataModule", "DartsModule", "RelaxableSpace"]
@@ -148,7 +150,7 @@ def _enable_checkpointing(network: nn.Module) -> None:
         cell.checkpoint = True
 
 
-class DartsModule(L.LightningModule):
+class DartsModule(L.LightningModule, SearchMethod):
     """Differentiable architecture search over a relaxable space (DARTS, second-order DARTS, PC-DARTS).
 
     Args:
@@ -347,6 +349,24 @@ class DartsModule(L.LightningModule):
     def alpha_probs(self) -> dict[str, np.ndarray]:
         """Softmaxed alphas per cell kind, as numpy arrays ``(edges, ops)``."""
         return {kind: torch.softmax(a.detach().float(), dim=-1).cpu().numpy() for kind, a in self.alphas().items()}
+
+    def run(self, context: SearchContext) -> None:
+        """Search with DARTS (skipped when resuming a finished search), then score the derived genotype."""
+        context.notify("on_search_start", context.space, context.history)
+        if len(context.history):
+            log.info("resumed: the DARTS genotype %s is already evaluated", context.history[0].arch.digest())
+        else:
+            trainer = L.Trainer(max_epochs=self.epochs or 10, accelerator=context.accelerator, devices=1, logger=False,
+                                enable_checkpointing=False, enable_model_summary=False,
+                                enable_progress_bar=context.progress, num_sanity_val_steps=0)
+            trainer.fit(self, datamodule=BilevelDataModule(context.datamodule))
+            arch = self.derive_genotype()
+            if context.logger is not None:
+                context.logger.log_images("darts/alphas", sorted((self.output_dir / "alphas").glob("*.png")))
+            log.info("DARTS genotype %s: %s", arch.digest(), context.space.describe(arch))
+            result = safe_evaluate(context.evaluator, context.space, arch)
+            context.notify("on_candidate_end", context.history.append(arch, result, source="darts"), context.history)
+        context.notify("on_search_end", context.history)
 
     def derive_genotype(self) -> Architecture:
         """The discrete architecture of the current alphas, for ``space.build`` (capped under ``"cap"``)."""

@@ -6,8 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import STRATEGIES, Strategy, register_strategy
 from lightning_nas.strategies.bayesian import BayesianStrategy

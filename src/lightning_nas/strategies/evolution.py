@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.strategies.base import register_strategy
 from lightning_nas.strategies.population import PopulationStrategy, is_int, require
 

@@ -1,58 +1,33 @@
 """Multi-fidelity search: ASHA and Hyperband over training epochs, continuing from checkpoints.
 
-Plain :func:`~lightning_nas.search.run_search` only asks for architectures, so this strategy brings
-its own driver, :meth:`HyperbandSearch.run`, which asks for *jobs* (an architecture, a rung, its
-epoch budget and the state to continue from), evaluates them with a :class:`MultiFidelityEvaluator`
-and records every rung evaluation in the :class:`History` with ``extra={"epochs": e, "rung": r}``
-(plus ``"state"`` when the evaluator's state is a checkpoint path). The schedule is a
-deterministic function of the seed and the told results, so a resumed run replays its history
-(and continues partially trained candidates from the recorded checkpoint paths).
-:class:`TrainMultiFidelity` wraps a :class:`TrainEvaluator`: each promotion continues the
-candidate's Lightning checkpoint (weights, optimizer, scheduler and epoch counter) instead of
-training from scratch; the cosine learning-rate schedule is re-spanned over the new epoch target.
-A :class:`~lightning_nas.evaluators.tabular.TabularEvaluator` whose table has ``<column>@<epochs>``
-columns is a multi-fidelity evaluator too (rungs must be its fidelities).
+The strategy asks for *jobs* (an architecture, a rung, its epoch budget and the state to continue
+from); the one loop, :func:`~lightning_nas.search.run_search`, evaluates them with the evaluator's
+``evaluate_at`` and records every rung evaluation in the history with
+``extra={"epochs": e, "rung": r, "bracket": b}`` (plus ``"state"`` when the evaluator's state is a
+checkpoint path). The schedule is a deterministic function of the seed and the told results, so a
+resumed run replays its history (and continues partially trained candidates from the recorded
+checkpoint paths). A :class:`~lightning_nas.evaluators.tabular.TabularEvaluator` whose table has
+``<column>@<epochs>`` columns is a multi-fidelity evaluator too (rungs must be its fidelities).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tempfile
-import time
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult, EvaluatorConfigError
-from lightning_nas.evaluators.classifier import RecalibrateBatchNorm
-from lightning_nas.evaluators.train import (
-    BN_RECALIBRATION_BATCHES,
-    TrainEvaluator,
-    _quiet_lightning,
-    derive_seed,
-    seeded,
-)
-from lightning_nas.results.history import History
+from lightning_nas.arch import Architecture, EvalResult, Job
+from lightning_nas.evaluators.multi_fidelity import TrainMultiFidelity
+from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.spaces.base import SearchSpace
-from lightning_nas.strategies.base import Job, ScoreFn, Strategy, default_score, register_strategy
+from lightning_nas.strategies.base import SearchContext, Strategy, register_strategy
 from lightning_nas.strategies.operators import sample_unseen
 
-__all__ = ["HyperbandSearch", "MultiFidelityEvaluator", "TrainMultiFidelity", "rung_epochs"]
+__all__ = ["HyperbandSearch", "rung_epochs"]
 
 log = logging.getLogger(__name__)
 
 MODES = ("asha", "hyperband")
-
-
-class MultiFidelityEvaluator(Protocol):
-    """Evaluates an architecture after ``epochs`` of training, continuing from ``resume_from``."""
-
-    def evaluate_at(
-        self, space: SearchSpace, arch: Architecture, epochs: int, resume_from: Any | None
-    ) -> tuple[EvalResult, Any]:
-        """The result after ``epochs`` total epochs, and the state to continue from later."""
-        ...
 
 
 def rung_epochs(min_epochs: int, max_epochs: int, eta: int) -> list[int]:
@@ -94,7 +69,7 @@ class HyperbandSearch(Strategy):
         >>> search = HyperbandSearch(num_samples=30, min_epochs=1, max_epochs=9, eta=3)
         >>> search.epochs
         [1, 3, 9]
-        >>> search.run(space, TrainMultiFidelity(TrainEvaluator(dm)), History())  # doctest: +SKIP
+        >>> run_search(space, search, TrainMultiFidelity(TrainEvaluator(dm)), History())  # doctest: +SKIP
     """
 
     name = "hyperband"
@@ -175,101 +150,13 @@ class HyperbandSearch(Strategy):
         self._stage_rung, self._continuing = len(self.epochs) - 1 - s, False
 
     # --- the driver ----------------------------------------------------------------------------
-    def run(self, space: SearchSpace, evaluator: MultiFidelityEvaluator, history: History,
-            score: ScoreFn = default_score) -> History:
-        """Run the schedule until the budget is spent, appending each rung evaluation to ``history``.
+    def run(self, context: SearchContext) -> None:
+        """Run the schedule in the one loop; rungs continue from Lightning checkpoints under ``checkpoints/``.
 
-        A non-empty ``history`` is replayed first (not re-evaluated); a mismatch raises
-        :class:`~lightning_nas.search.ResumeError`.
+        An evaluator that evaluates at a fidelity itself is used as it is; a train evaluator is wrapped in
+        :class:`~lightning_nas.evaluators.multi_fidelity.TrainMultiFidelity`.
         """
-        from lightning_nas.search import ResumeError
-
-        self.setup(space, score)
-        for record in history:
-            if self.done:
-                break
-            job = self.ask_job()
-            if record.arch != job.arch or record.extra.get("epochs") != job.epochs:
-                raise ResumeError(f"history entry {record.index} holds {record.arch.digest()} at "
-                                  f"{record.extra.get('epochs')} epochs but the schedule asks {job.arch.digest()} "
-                                  f"at {job.epochs}: the space, strategy or seed changed")
-            self.tell_job(job, record.result, record.extra.get("state"))
-        while not self.done:
-            job = self.ask_job()
-            started = time.perf_counter()
-            try:
-                result, state = evaluator.evaluate_at(space, job.arch, job.epochs or self.max_epochs, job.resume_from)
-            except EvaluatorConfigError:  # a configuration error stops the search
-                raise
-            except Exception as error:  # an evaluator bug must not end the search
-                log.exception("evaluator raised on %s", job.arch.digest())
-                result, state = EvalResult.failed(f"{type(error).__name__}: {error}",
-                                                  duration_s=time.perf_counter() - started), None
-            extra: dict[str, Any] = {"epochs": job.epochs, "rung": job.rung, "bracket": job.bracket}
-            if isinstance(state, str):
-                extra["state"] = state
-            history.append(job.arch, result, **extra)
-            self.tell_job(job, result, state)
-        return history
-
-
-class TrainMultiFidelity:
-    """A :class:`MultiFidelityEvaluator` over a :class:`TrainEvaluator`, continuing from checkpoints.
-
-    Each evaluation saves a Lightning checkpoint ``<folder>/<arch digest>-e<epochs>.ckpt`` and
-    returns its path as the state; a promotion fits the same initial network from that
-    checkpoint (weights, optimizer, scheduler, epoch counter) up to the new epoch count.
-
-    Args:
-        evaluator: the train evaluator whose recipe, data and seeds are used.
-        folder: where checkpoints go (default: a new temporary folder).
-
-    Example:
-        >>> fidelity = TrainMultiFidelity(TrainEvaluator(dm), folder="runs/ckpt")  # doctest: +SKIP
-        >>> result, ckpt = fidelity.evaluate_at(space, arch, 1, None)  # doctest: +SKIP
-        >>> result, ckpt = fidelity.evaluate_at(space, arch, 3, ckpt)  # doctest: +SKIP
-    """
-
-    def __init__(self, evaluator: TrainEvaluator, folder: str | None = None) -> None:
-        self.evaluator = evaluator
-        self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="hyperband-"))
-        self._profiles: dict[Architecture, dict[str, float]] = {}
-
-    def evaluate_at(
-        self, space: SearchSpace, arch: Architecture, epochs: int, resume_from: Any | None
-    ) -> tuple[EvalResult, Any]:
-        """Train ``arch`` to ``epochs`` total epochs (from ``resume_from`` if given); never raises."""
-        started = time.perf_counter()
-        metrics: dict[str, float] = {}
-        try:
-            with _quiet_lightning():
-                path = self._fit(space, arch, epochs, resume_from, metrics)
-        except Exception as error:  # a bad candidate must not end the search
-            return EvalResult.failed(f"{type(error).__name__}: {error}", metrics, time.perf_counter() - started), None
-        return EvalResult("ok", metrics, duration_s=time.perf_counter() - started), path
-
-    def _fit(self, space: SearchSpace, arch: Architecture, epochs: int, resume_from: Any | None,
-             metrics: dict[str, float]) -> str:
-        ev = self.evaluator
-        model = ev.build(space, arch)
-        if arch not in self._profiles:
-            profile: dict[str, float] = {}
-            ev._profile_into(profile, model, space)
-            self._profiles[arch] = profile
-        metrics.update(self._profiles[arch])
-        module = ev._wrap(model, space.num_classes)
-        ev._setup("fit")
-        trainer = ev._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)])
-        with seeded(derive_seed(ev.seed, arch.digest(), "train", str(epochs)), ev.deterministic):
-            trainer.fit(module, train_dataloaders=ev.datamodule.train_dataloader(),
-                        ckpt_path=None if resume_from is None else str(resume_from), weights_only=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{arch.digest()}-e{epochs}.ckpt"
-        trainer.save_checkpoint(path)
-        metrics.update(module.fit_metrics)
-        scores = ev.validate_model(module)
-        metrics["search/val_acc"], metrics["search/val_loss"] = scores["val/acc"], scores["val/loss"]
-        metrics["train/epochs_budget"] = float(epochs)
-        if not math.isfinite(scores["val/loss"]):
-            raise FloatingPointError(f"validation loss is {scores['val/loss']}")
-        return str(path)
+        evaluator = context.evaluator
+        if isinstance(evaluator, TrainEvaluator):
+            evaluator = TrainMultiFidelity(evaluator, folder=str(context.output_dir / "checkpoints"))
+        context.search(self, evaluator)

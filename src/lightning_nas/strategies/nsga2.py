@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.objectives.multi import as_objective
 from lightning_nas.objectives.pareto import crowding_distance, non_dominated_sort
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import register_strategy
@@ -84,16 +84,10 @@ class NSGA2Strategy(PopulationStrategy):
 
     def _evaluate(self, result: EvalResult) -> tuple[NDArray[np.float64], float]:
         """(objectives to minimise, violation) of ``result``; failed -> zeros and ``inf``."""
-        score: Any = self.score
-        if callable(getattr(score, "vector", None)) and callable(getattr(score, "violation", None)):
-            vector = np.asarray(score.vector(result), dtype=np.float64).reshape(-1)
-            directions = getattr(score, "directions", ["max"] * len(vector))
-            vector = vector * np.array([-1.0 if d == "max" else 1.0 for d in directions])
-            violation = float(score.violation(result))
-        else:
-            value = float(score(result))
-            vector = np.array([-value])
-            violation = 0.0 if math.isfinite(value) else math.inf
+        objective = as_objective(self.score)
+        vector = np.asarray(objective.vector(result), dtype=np.float64).reshape(-1)
+        vector = vector * np.array([-1.0 if d == "max" else 1.0 for d in objective.directions])
+        violation = float(objective.violation(result))
         if not result.ok or not np.isfinite(vector).all() or math.isnan(violation):
             return np.zeros_like(vector), math.inf
         return vector, violation

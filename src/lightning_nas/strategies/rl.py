@@ -7,8 +7,7 @@ import math
 import torch
 from torch import nn
 
-from lightning_nas.arch import Architecture, ChoiceValue
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, ChoiceValue, EvalResult
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import Strategy, register_strategy
 from lightning_nas.strategies.operators import MAX_RETRIES, sample_unseen

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any, cast
 
 import lightning as L
@@ -29,14 +28,13 @@ from torch import nn
 
 from lightning_nas.arch import Architecture, ChoiceValue
 from lightning_nas.evaluators.classifier import validate_recipe
-from lightning_nas.nn import LayerChoice, ValueChoice, activate, decisions, freeze, has_choices, sample
+from lightning_nas.nn import LayerChoice, ValueChoice, activate, decisions, freeze, sample
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = [
     "SAMPLING_RULES",
     "PathSampler",
     "SupernetModule",
-    "SupernetSpace",
     "broadcast_paths",
     "path_extremes",
 ]
@@ -145,48 +143,6 @@ def broadcast_paths(trainer: L.Trainer | None, paths: list[Architecture]) -> lis
         return paths
     payload = trainer.strategy.broadcast([p.to_dict() for p in paths], src=0)
     return [Architecture(p) for p in payload]
-
-
-class SupernetSpace(SearchSpace):
-    """A :class:`SearchSpace` over the paths of an existing supernet module.
-
-    ``build(arch)`` returns the frozen path *with the supernet's weights* (``freeze``), not a
-    freshly initialised network; ``input_shape`` may be any per-sample shape.
-
-    Args:
-        supernet: a module containing ``lightning_nas.nn`` choices.
-        input_shape: shape of one input sample (without the batch dimension).
-        num_classes: number of output logits.
-
-    Example:
-        >>> space = SupernetSpace(model.net, input_shape=(1, 8, 8), num_classes=10)  # doctest: +SKIP
-    """
-
-    name = "supernet"
-
-    def __init__(self, supernet: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> None:
-        if not has_choices(supernet):
-            raise ValueError(f"{type(supernet).__name__} contains no lightning_nas choices")
-        shape = tuple(int(s) for s in input_shape)
-        if not shape or min(shape) < 1 or int(num_classes) < 1:
-            raise ValueError(f"need a positive input_shape and num_classes, "
-                             f"got {input_shape!r}, {num_classes!r}")
-        self.module = supernet
-        self.input_shape = cast(tuple[int, int, int], shape)
-        self.num_classes = int(num_classes)
-
-    def construct(self) -> nn.Module:
-        return self.module
-
-    @cached_property
-    def decisions(self) -> dict[str, ValueChoice]:
-        return decisions(self.module)
-
-    def build(self, arch: Mapping[str, Any]) -> nn.Module:
-        return freeze(self.module, self.validate(arch))
-
-    def example_input(self, batch_size: int = 2) -> torch.Tensor:
-        return torch.randn(batch_size, *self.input_shape)
 
 
 def _soft_cross_entropy(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -9,9 +9,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from lightning_nas.evaluators.supernet import SupernetEvaluator
+from lightning_nas.arch import Architecture
+from lightning_nas.evaluators.supernet import SupernetEvaluator, retrain
 from lightning_nas.safe_load import load_state_dict_file
 from lightning_nas.spaces.base import SearchSpace
+from lightning_nas.strategies.base import SearchContext, SearchMethod
 from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.supernet import SupernetModule
 
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 _RETRAIN = ("scratch", "finetune")
 
 
-class SupernetSearch:
+class SupernetSearch(SearchMethod):
     """Single-path one-shot search: the three stages the app runs for ``strategy=supernet``.
 
     1. :meth:`train_supernet` trains a :class:`SupernetModule` (uniform single paths, or the sandwich
@@ -73,6 +75,24 @@ class SupernetSearch:
                                         generations=generations, mutation_rate=mutation_rate,
                                         crossover_rate=crossover_rate, tournament_size=tournament_size,
                                         elitism=elitism)
+        self.supernet: SupernetModule | None = None
+        """The trained supernet (set by :meth:`run`)."""
+
+    def run(self, context: SearchContext) -> None:
+        """Train (or reload) the supernet, then run the evolutionary search over its subnets in the one loop."""
+        self.supernet = self.train_supernet(context.space, context.datamodule, context.output_dir, context.accelerator,
+                                            context.progress)
+        context.search(self.search, self.evaluator(self.supernet, context.datamodule))
+
+    def final_training(self, context: SearchContext, arch: Architecture) -> tuple[dict[str, float], Any]:
+        """Retrain the best subnet from scratch, or fine-tune it from the supernet, and test it once."""
+        epochs = self.retrain_epochs or int(getattr(context.evaluator, "final_max_epochs", 10))
+        log.info("retraining the best subnet %s (%s) for %d epochs", arch.digest(), self.retrain, epochs)
+        source = self.supernet if self.retrain == "finetune" and self.supernet is not None else context.space
+        models: dict[Architecture, Any] = {}
+        metrics = retrain(source, arch, context.datamodule, mode=self.retrain, max_epochs=epochs, seed=self.seed,
+                          models=models, final_progress=context.progress)
+        return metrics, models.get(arch)
 
     def search_strategy(self) -> EvolutionStrategy:
         return self.search

@@ -14,16 +14,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lightning_nas.arch import Architecture
-from lightning_nas.evaluators.base import EvalResult
+from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.objectives.score import ScoreFn, best_so_far, default_score
 from lightning_nas.results.history import History, Record, is_header
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.accuracy_predictor import ACCURACY_REGRESSORS, AccuracyPredictor, training_set
-from lightning_nas.strategies.base import ScoreFn, default_score, register_strategy
+from lightning_nas.strategies.base import register_strategy
 from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.operators import sample_unseen
 
-__all__ = ["WarmStartEvolution", "best_so_far", "load_source_run", "select_valid", "transfer_plot"]
+__all__ = ["WarmStartEvolution", "load_source_run", "select_valid", "transfer_plot"]
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,10 @@ class WarmStartEvolution(EvolutionStrategy):
         """Held-out fit quality of the predictor (:meth:`AccuracyPredictor.cross_validate`), once fitted."""
         self._screened: list[Architecture] = []  # "ga": the kept offspring of this generation, still to ask
 
+    def transfer(self) -> dict[str, Any] | None:
+        """The source and scratch runs and the predictor's fit quality, for the transfer report."""
+        return {"source": self.source, "scratch": self.scratch, "predictor_fit": lambda: self.predictor_fit}
+
     def _prepare(self, space: SearchSpace) -> None:
         super()._prepare(space)
         if self.warm is None:
@@ -230,12 +234,6 @@ def select_valid(space: SearchSpace, ranked: Iterable[Architecture], k: int) -> 
             log.info("warm start: skipping source architecture %s: %s", arch.digest(), error)
     log.info("warm start: %d source architecture(s) seed the first generation", len(chosen))
     return list(dict.fromkeys(chosen))
-
-
-def best_so_far(records: Iterable[Record], score: ScoreFn = default_score) -> np.ndarray[Any, Any]:
-    """Running maximum of ``score`` over ``records`` in evaluation order (``-inf`` before any success)."""
-    values = np.array([score(r.result) for r in records], dtype=float)
-    return np.maximum.accumulate(values) if values.size else values
 
 
 def _records(history: History | Sequence[Record] | str | Path) -> list[Record]:
