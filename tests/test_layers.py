@@ -26,7 +26,7 @@ LAYERS: list[list[str]] = [
     ["strategies"],
     ["search", "executors", "planner", "preflight"],
     ["callbacks", "report", "baselines", "results.failures"],
-    ["run", "cli", "__main__", "export.cli", "export.__main__", "cli_errors"],
+    ["run", "cli", "__main__", "export.cli", "export.__main__", "report.__main__", "cli_errors"],
 ]
 """Layers by top-level module or package (a dotted entry places one module apart from its package)."""
 
