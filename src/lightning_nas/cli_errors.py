@@ -99,6 +99,9 @@ def _keyed(error: BaseException, overrides: Sequence[str]) -> str | None:
 def condense(error: BaseException, overrides: Sequence[str]) -> str:
     """A one-line ``<key>: <what> (<fix>)`` for a Hydra composition or OmegaConf error."""
     text = str(error)
+    if (isinstance(error, AssertionError) and "NoneType" in text) or "'NoneType' object has no attribute 'get'" in (
+            text + str(error.__cause__ or "")):  # OmegaConf: a key set under a null node
+        return _set_under_null(overrides)
     keyed = _keyed(error, overrides)
     if keyed is not None:
         return one_line(keyed)
@@ -119,6 +122,16 @@ def condense(error: BaseException, overrides: Sequence[str]) -> str:
     return one_line(f"{key}: {text.strip().splitlines()[0] if text.strip() else type(error).__name__}")
 
 
+def _set_under_null(overrides: Sequence[str]) -> str:
+    """``+a.b.c=v`` or ``a.b={...}`` where ``a.b`` is null: OmegaConf cannot merge into a null node."""
+    added = [o for o in overrides if o.startswith("+") or "={" in o] or list(overrides) or ["config"]
+    key, _, value = added[0].lstrip("+~").partition("=")
+    null_node = key if value.startswith("{") else key.rpartition(".")[0] or key
+    example = ", as conf/experiment/multi_objective.yaml does" if null_node == "objective.constraints" else ""
+    return one_line(f"{key}: {null_node} is null in the chosen preset and OmegaConf cannot set keys under a "
+                    f"null node from the command line (set {null_node} in a YAML preset or experiment{example})")
+
+
 def compose_or_fail(config_module: str, config_name: str, overrides: Sequence[str]) -> DictConfig:
     """The config the app would compose from ``overrides``, fully resolved; ConfigError in one line if not."""
     from hydra import compose, initialize_config_module
@@ -130,6 +143,6 @@ def compose_or_fail(config_module: str, config_name: str, overrides: Sequence[st
         with initialize_config_module(config_module=config_module, version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=list(overrides))
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except (HydraException, OmegaConfBaseException, AttributeError, ValueError) as error:
+    except (HydraException, OmegaConfBaseException, AttributeError, ValueError, AssertionError) as error:
         raise ConfigError(condense(error, overrides)) from error
     return cfg

@@ -86,6 +86,8 @@ MAIN_CASES: list[tuple[list[str], str, Callable[[Path], None] | None]] = [
     (["data.batch_size=0"], "data.batch_size", None),
     (["strategy.mutation_rate=2.0"], "strategy.mutation_rate", None),
     (["budget.evaluations=-1"], "budget.evaluations", None),
+    (["objective=multi", "+objective.constraints.max_params=10"], "objective.constraints.max_params", None),
+    (["objective=multi", "objective.constraints={max_params: 10}"], "objective.constraints", None),
     (["budget.population_size=1"], "budget.population_size", None),
     (["experiment=efficient_convnet", "search_space=darts_cell"], "search_space", None),
     (["export.top_k=-2"], "export.top_k", None),
