@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stages["total"] = time.perf_counter() - started
     stages_cpu["total"] = cpu_seconds() - cpu_started
 
-    epochs = int(cfg.evaluator.final_max_epochs or cfg.evaluator.max_epochs)
+    epochs = int(summary.get("final_epochs") or cfg.evaluator.final_max_epochs or cfg.evaluator.max_epochs)
     text = format_results(rows, stages, epochs, stages_cpu)
     results = {"preset": args.preset, "quick": args.quick, "threads": torch.get_num_threads(),
                "baselines_in_parallel": parallel, "cpu_count": os.cpu_count(),

@@ -239,9 +239,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     search_seconds, search_cpu_seconds = time.perf_counter() - started, cpu_seconds() - cpu_started
     best = best_or_fail(context.history, context.score)
     best.arch.save(output_dir / "best" / "arch.json")
-    final_cpu_started = time.process_time()
+    final_cpu_started, final_epochs = time.process_time(), None
     if cfg.final_training and time_budget is not None:  # final epochs from the chosen network's throughput
-        time_budget.plan_final(context.space, best.arch, context.evaluator)
+        final_epochs = time_budget.plan_final(context.space, best.arch, context.evaluator)
     test_metrics, final_model = method.final_training(context, best.arch) if cfg.final_training else ({}, None)
     if final_model is not None:
         save_final_model(final_model, best.arch, output_dir / "best", test_metrics)
@@ -250,6 +250,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                "final_training_cpu_seconds": time.process_time() - final_cpu_started,  # all threads of this process
                "total_seconds": time.perf_counter() - started}
     summary = _summary(cfg, context, test_metrics, seconds)
+    if final_epochs is not None:  # planned by budget.time
+        summary["final_epochs"] = final_epochs
     _write_summary(summary, output_dir)
     if int(cfg.export.top_k) > 0:
         export_started = time.perf_counter()
