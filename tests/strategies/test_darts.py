@@ -66,6 +66,14 @@ def _tiny_problem() -> tuple[object, dict[str, torch.Tensor], torch.Tensor, tupl
     return loss, params, alpha, batch(1), batch(2)
 
 
+def test_given_training_gradient_gives_the_same_arch_gradient() -> None:
+    loss, params, alpha, train, val = _tiny_problem()
+    (g_train,) = torch.autograd.grad(loss(params, train), [params["w"]])
+    fresh = unrolled_arch_gradients(loss, params, [alpha], train, val, 0.3, 1e-2)
+    reused = unrolled_arch_gradients(loss, params, [alpha], train, val, 0.3, 1e-2, train_grads=[g_train])
+    torch.testing.assert_close(reused, fresh)
+
+
 def test_finite_difference_hvp_matches_autograd() -> None:
     loss, params, alpha, train, _ = _tiny_problem()
     vector = [torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))]
