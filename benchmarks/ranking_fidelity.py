@@ -8,7 +8,11 @@ accuracy. Prints, per proxy, Kendall tau (``scipy.stats.kendalltau``) against th
 the CPU seconds it spent; writes ``ranking_fidelity.json`` to ``--output``.
 
     python benchmarks/ranking_fidelity.py                       # the full figure: 12 archs, 10 epochs
+    python benchmarks/ranking_fidelity.py --reference-train-samples 13500   # reference on a quarter of the images
     python benchmarks/ranking_fidelity.py --archs 12 --epochs 1 --max-train-samples 3000   # a smoke figure
+
+``--jobs N`` trains N architectures at a time, each in a one-thread worker process (default: one
+per core); the scores do not depend on it (every fit is seeded by its architecture).
 
 A proxy is ``NAME=override,override`` (Hydra overrides of the preset), e.g.
 ``--proxy "1x30%=evaluator.max_epochs=1,evaluator.limit_train_batches=0.3"``.
@@ -19,18 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from scipy.stats import kendalltau
 
 from lightning_nas.arch import Architecture
 from lightning_nas.config import build_node, register_configs
-from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.evaluators.train import TrainEvaluator, derive_seed
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds
 from lightning_nas.spaces.base import SearchSpace
@@ -68,30 +76,41 @@ def sample_archs(space: SearchSpace, count: int, seed: int, max_macs: float | No
     raise RuntimeError(f"found only {len(archs)} architectures within the budgets")
 
 
-def proxy_scores(cfg: DictConfig, space: SearchSpace, archs: list[Architecture]) -> tuple[list[float], float]:
-    """The search's validation accuracy for each architecture, and the CPU seconds spent."""
-    evaluator = build_node(cfg, "evaluator", datamodule=build_node(cfg, "data"))
+def score_one(preset: str, overrides: list[str], arch_json: str, epochs: int | None) -> tuple[float, float]:
+    """One architecture's score and CPU seconds: the search's validation accuracy (``epochs`` None) or
+    the validation accuracy after ``epochs`` stand-alone epochs with the final recipe."""
+    cfg = compose_preset(preset, overrides)
+    data = build_node(cfg, "data")
+    space = build_node(cfg, "search_space", input_shape=list(data.input_shape), num_classes=data.num_classes)
+    evaluator: TrainEvaluator = build_node(cfg, "evaluator", datamodule=data)
+    arch = Architecture.from_json(arch_json)
     started = cpu_seconds()
-    scores = []
-    for arch in archs:
-        result = evaluator.evaluate(space, arch)
-        scores.append(float(result.metrics.get("search/val_acc", float("nan"))))
-        log.info("proxy %s: %.4f", arch.digest(), scores[-1])
-    return scores, cpu_seconds() - started
-
-
-def reference_scores(cfg: DictConfig, space: SearchSpace, archs: list[Architecture],
-                     epochs: int) -> tuple[list[float], float]:
-    """Validation accuracy after ``epochs`` stand-alone epochs with the final recipe, and the CPU seconds."""
-    evaluator: TrainEvaluator = build_node(cfg, "evaluator", datamodule=build_node(cfg, "data"))
-    started = cpu_seconds()
-    scores = []
-    for arch in archs:
+    if epochs is None:
+        score = float(evaluator.evaluate(space, arch).metrics.get("search/val_acc", float("nan")))
+    else:
         module = evaluator.fit_model(evaluator.build(space, arch), epochs, num_classes=space.num_classes,
+                                     seed=derive_seed(evaluator.seed, arch.digest(), "train"),
                                      limit_train_batches=evaluator.final_limit_train_batches, final=True)
-        scores.append(float(evaluator.validate_model(module)["val/acc"]))
-        log.info("reference %s (%d epochs): %.4f", arch.digest(), epochs, scores[-1])
-    return scores, cpu_seconds() - started
+        score = float(evaluator.validate_model(module)["val/acc"])
+    return score, cpu_seconds() - started
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def score_all(preset: str, overrides: list[str], archs: list[Architecture], epochs: int | None, jobs: int,
+              label: str) -> tuple[list[float], float]:
+    """:func:`score_one` for every architecture, ``jobs`` at a time (one-thread workers when ``jobs`` > 1)."""
+    arguments = [(preset, overrides, arch.to_json(), epochs) for arch in archs]
+    if jobs <= 1:
+        results = [score_one(*a) for a in arguments]
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+            results = list(pool.map(score_one, *zip(*arguments, strict=True)))
+    for arch, (score, cpu) in zip(archs, results, strict=True):
+        log.info("%s %s: %.4f (%.0f CPU s)", label, arch.digest(), score, cpu)
+    return [score for score, _ in results], sum(cpu for _, cpu in results)
 
 
 def parse_proxy(text: str) -> tuple[str, list[str]]:
@@ -107,6 +126,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--proxy", action="append", default=None, help="NAME=override,override (repeatable)")
     parser.add_argument("--max-train-samples", type=int, default=None, help="a training subset (smoke runs)")
     parser.add_argument("--max-val-samples", type=int, default=None)
+    parser.add_argument("--reference-train-samples", type=int, default=None,
+                        help="a training subset for the stand-alone reference only (the proxies see the search's data)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="architectures trained at once, one thread each (default: one per core)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("outputs/benchmarks/ranking_fidelity"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the preset, after --")
@@ -123,20 +146,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     budget = {k: _number(constraints.get(k)) for k in ("max_macs", "max_params")}
     archs = sample_archs(space, args.archs, args.seed, budget["max_macs"], budget["max_params"])
     started = time.perf_counter()
-    reference, reference_cpu = reference_scores(base, space, archs, args.epochs)
+    reference_overrides = [*common] + ([f"data.max_train_samples={args.reference_train_samples}"]
+                                       if args.reference_train_samples else [])
+    reference, reference_cpu = score_all(args.preset, reference_overrides, archs, args.epochs, args.jobs,
+                                         f"reference ({args.epochs} epochs)")
     results: dict[str, Any] = {"preset": args.preset, "archs": [a.digest() for a in archs], "epochs": args.epochs,
-                               "max_train_samples": args.max_train_samples, "reference": reference,
-                               "reference_cpu_s": reference_cpu, "proxies": {}}
+                               "max_train_samples": args.max_train_samples,
+                               "reference_train_samples": args.reference_train_samples or args.max_train_samples,
+                               "reference": reference, "reference_cpu_s": reference_cpu, "jobs": args.jobs,
+                               "proxies": {}}
     for name, overrides in proxies.items():
-        scores, cpu = proxy_scores(compose_preset(args.preset, [*common, *overrides]), space, archs)
+        scores, cpu = score_all(args.preset, [*common, *overrides], archs, None, args.jobs, f"proxy {name}")
         tau = kendalltau(scores, reference)
         results["proxies"][name] = {"overrides": overrides, "scores": scores, "kendall_tau": float(tau.statistic),
                                     "p_value": float(tau.pvalue), "cpu_s": cpu, "cpu_s_per_arch": cpu / len(archs)}
     results["wall_s"] = time.perf_counter() - started
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "ranking_fidelity.json").write_text(json.dumps(results, indent=2) + "\n")
+    subset = results["reference_train_samples"]
     print(f"\n{len(archs)} architectures, reference: {args.epochs}-epoch stand-alone validation accuracy"
-          f"{f' on {args.max_train_samples} training images' if args.max_train_samples else ''}")
+          f"{f' on {subset} training images' if subset else ''}")
     print("| ranking | Kendall tau | p | CPU s per arch |\n|---|---|---|---|")
     for name, row in results["proxies"].items():
         print(f"| {name} | {row['kendall_tau']:.3f} | {row['p_value']:.3f} | {row['cpu_s_per_arch']:.1f} |")

@@ -86,18 +86,52 @@ def test_fixed_final_epochs_leave_the_rest_to_the_search() -> None:
 def test_search_stops_when_the_next_candidate_would_miss_the_deadline() -> None:
     budget, strategy, _, space = _planned(600.0)
     assert budget.plan is not None
-    history = History(None)
+    history = History(None)  # candidates without a duration: the deadline is the test's
     budget.on_search_start(space, history)
     arch = Architecture({})
-    record = history.append(arch, EvalResult("ok", {"search/val_acc": 0.5}, duration_s=1.0))
+    record = history.append(arch, EvalResult("ok", {"search/val_acc": 0.5}, duration_s=0.0))
     strategy.num_told = 1
     budget.on_candidate_end(record, history)
     assert not strategy.done  # 600 s left
     budget.plan.search_deadline = time.perf_counter()  # the deadline has come
-    record = history.append(Architecture({"x": 1}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=1.0))
+    record = history.append(Architecture({"x": 1}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=0.0))
     strategy.num_told = 2
     budget.on_candidate_end(record, history)
     assert strategy.done and strategy.num_samples == 2
+
+
+def test_the_measured_pace_replaces_the_planned_number_of_candidates() -> None:
+    budget, strategy, _, space = _planned(600.0)
+    assert budget.plan is not None
+    history = History(None)
+    budget.on_search_start(space, history)
+    budget._search_started = time.perf_counter() - 10.0  # one candidate took 10 s
+    budget.plan.search_deadline = time.perf_counter() + 95.0  # room for 9 more
+    # no duration on record: the deadline stays where it is (see the next test for how durations move it)
+    record = history.append(Architecture({}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=0.0))
+    strategy.num_told = 1
+    budget.on_candidate_end(record, history)
+    assert strategy.num_samples == budget.plan.evaluations == 10 and not strategy.done
+
+
+def test_candidates_measured_pace_moves_the_search_deadline() -> None:
+    budget, strategy, _, space = _planned(3600.0, final_epochs=4)
+    plan = budget.plan
+    assert plan is not None
+    budget._final_per_candidate = 3.0  # a final epoch trains three candidates' worth of images
+    history = History(None)
+    budget.on_search_start(space, history)
+    for index, seconds in enumerate([10.0, 20.0, 30.0, 40.0, 50.0]):
+        record = history.append(Architecture({"x": index}), EvalResult("ok", {"search/val_acc": 0.5},
+                                                                        duration_s=seconds))
+        strategy.num_told = index + 1
+        budget.on_candidate_end(record, history)
+    # 75th percentile of 10..50 s is 40 s per candidate: 120 s per final epoch, 4 epochs
+    assert plan.epoch_seconds == pytest.approx(120.0)
+    assert plan.search_deadline == pytest.approx(plan.final_deadline - 480.0)
+    failed = history.append(Architecture({"x": 9}), EvalResult.failed("boom", {}, 500.0))
+    budget.on_candidate_end(failed, history)  # a failure's duration does not count
+    assert plan.epoch_seconds == pytest.approx(120.0)
 
 
 def test_plan_final_sets_epochs_and_a_deadline_callback() -> None:

@@ -79,7 +79,8 @@ def format_seconds(seconds: float) -> str:
 
 def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int,
                        steps: int = 4, channels_last: bool = False, warmup: int = 2) -> float:
-    """Training images per second of ``model`` (forward, backward, AdamW step) on random data.
+    """Training images per second of ``model`` (forward, backward, AdamW step) on random data, as on
+    cores of its own (the lesser of wall and CPU time).
 
     ``warmup`` untimed steps first; the model's weights are restored afterwards.
     """
@@ -89,14 +90,16 @@ def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_class
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch_size, *input_shape).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch_size,))
-    started = 0.0
+    started = cpu_started = 0.0
     for step in range(steps + warmup):
         if step == warmup:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-    seconds = time.perf_counter() - started
+    # other work on the cores stretches wall time but not this process's CPU time: the lesser of the
+    # two is the speed the model trains at on cores of its own
+    seconds = min(time.perf_counter() - started, time.process_time() - cpu_started)
     model.to(memory_format=torch.contiguous_format)
     model.load_state_dict(state)
     return steps * batch_size / max(seconds, 1e-9)
@@ -141,6 +144,8 @@ class TimeBudget:
         self.strategy: Any = None
         self._search_started = self.started
         self._done_at_start = 0
+        self._final_per_candidate = 0.0  # final epochs' images per candidate's training images, val included
+        self._paces: list[float] = []  # seconds per candidate of this search's successful candidates
 
     @property
     def end(self) -> float:
@@ -176,6 +181,7 @@ class TimeBudget:
         if search_s < candidate_s:
             log.warning("time budget: %d final epochs (~%.0f s each) leave %.0f s for the search, less than one "
                         "candidate (~%.0f s); one candidate is scored anyway", epochs, epoch_s, search_s, candidate_s)
+        self._final_per_candidate = epoch_s / max(candidate_s, 1e-9)
         self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s)
         if strategy is not None and hasattr(strategy, "num_samples"):
             strategy.num_samples, self.strategy = evaluations, strategy
@@ -245,16 +251,41 @@ class TimeBudget:
         self._search_started, self._done_at_start = time.perf_counter(), len(history)
 
     def on_candidate_end(self, record: Record, history: History) -> None:
-        """Stop the search once the next candidate would end after the search deadline; log the time left."""
+        """Stop the search once the next candidate would end after the search deadline; log the time left.
+
+        Each successful candidate's own cost corrects the final epoch's estimate (the first one comes
+        from a few steps on random data): a final epoch is taken to cost the 75th percentile of the
+        candidates' CPU seconds (``train/cpu_s``; wall seconds without it) per image, as on an
+        otherwise idle core, and the search deadline moves to match.
+        """
         plan = self._require_plan()
+        cost = record.result.metrics.get("train/cpu_s", record.result.duration_s)
+        if record.result.ok and cost > 0:
+            self._paces.append(cost)
+            self._replan_search(plan)
         now = time.perf_counter()
         done = max(1, len(history) - self._done_at_start)
         per_candidate = (now - self._search_started) / done
         stopping = now + per_candidate > plan.search_deadline
-        if stopping and self.strategy is not None and not self.strategy.done:
-            self.strategy.num_samples = self.strategy.num_told
-        log.info("time budget: %d candidates, %s left (search %s)", len(history), format_seconds(self.end - now),
+        strategy = self.strategy
+        if strategy is not None and not strategy.done:
+            # the measured pace replaces the first estimate: the budget (and the progress bar) say what will fit
+            fits = 0 if stopping else math.floor((plan.search_deadline - now) / per_candidate)
+            strategy.num_samples = plan.evaluations = strategy.num_told + fits
+        log.info("time budget: %d candidates (about %d in all), %s left (search %s)", len(history),
+                 max(len(history), plan.evaluations), format_seconds(self.end - now),
                  "ends now" if stopping else f"stops in {format_seconds(plan.search_deadline - now)}")
+
+
+    def _replan_search(self, plan: Plan) -> None:
+        """Move the search deadline to the final epochs' cost at the candidates' measured pace."""
+        candidate_s = float(np.quantile(self._paces, 0.75))
+        epoch_s = candidate_s * self._final_per_candidate
+        deadline = plan.final_deadline - plan.final_epochs * epoch_s
+        if abs(deadline - plan.search_deadline) > 1.0:
+            log.debug("time budget: a final epoch ~%.0f s at the search's pace; the search deadline moves by %+.0f s",
+                      epoch_s, deadline - plan.search_deadline)
+        plan.candidate_seconds, plan.epoch_seconds, plan.search_deadline = candidate_s, epoch_s, deadline
 
 
 class DeadlineCallback(L.Callback):

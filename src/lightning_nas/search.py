@@ -145,6 +145,9 @@ def run_search(
             bar.set_postfix(best=f"{best:.4f}", failed=failed, elapsed=f"{time.perf_counter() - started:.0f}s")
             bar.update(1)
             notify(listeners, "on_candidate_end", record, history)
+            if bar.total != strategy.num_samples:  # a time budget re-plans the number of candidates
+                bar.total = max(strategy.num_samples, bar.n)
+                bar.refresh()
     if cache:
         log.info("%d speculative evaluations were not asked by the strategy and were dropped", len(cache))
     notify(listeners, "on_search_end", history)

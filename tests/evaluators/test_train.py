@@ -104,9 +104,9 @@ def test_evaluate_learns_and_reports_all_metrics(toy_space: SearchSpace, digits:
     assert result.metrics["train/epochs"] == 2
     assert result.metrics["train/steps"] == 2 * 19  # ceil(1200 / 64) per epoch
     expected = {"search/val_acc", "search/val_loss", "train/epochs", "train/steps", "train/loss", "train/acc",
-                "model/params", "model/macs", "hw/latency_ms", "hw/latency_p90_ms", "hw/memory_mb"}
+                "train/cpu_s", "model/params", "model/macs", "hw/latency_ms", "hw/latency_p90_ms", "hw/memory_mb"}
     assert set(result.metrics) == expected
-    assert result.duration_s > 0
+    assert result.duration_s > 0 and result.metrics["train/cpu_s"] > 0
 
 
 def test_evaluate_is_deterministic_and_leaves_global_rng_alone(toy_space: SearchSpace,

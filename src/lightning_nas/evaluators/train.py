@@ -212,14 +212,16 @@ class TrainEvaluator(Evaluator):
         """Train ``arch`` for ``max_epochs`` and score it on the validation split; never raises.
 
         Metrics: ``search/val_acc``, ``search/val_loss``, ``train/epochs``, ``train/steps``,
-        ``train/loss``, ``train/acc`` and the model metrics. A failure (an exception, a
+        ``train/loss``, ``train/acc``, ``train/cpu_s`` (this process's CPU seconds for the candidate:
+        its cost whatever else shares the cores) and the model metrics. A failure (an exception, a
         non-finite loss) gives ``EvalResult.failed`` with the metrics measured before it.
         """
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         metrics: dict[str, float] = {}
         try:
             with _quiet_lightning():
                 self._score_candidate(space, arch, metrics)
+            metrics["train/cpu_s"] = time.process_time() - cpu_start
         except Exception as error:  # a bad candidate must not end the search
             log.debug("candidate %s failed", arch.digest(), exc_info=True)
             return EvalResult.failed(f"{type(error).__name__}: {error}", metrics, time.perf_counter() - start)
