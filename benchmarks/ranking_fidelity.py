@@ -46,8 +46,8 @@ from lightning_nas.spaces.base import SearchSpace
 log = logging.getLogger("ranking_fidelity")
 
 DEFAULT_PROXIES = {
-    "2 epochs x 15% (the preset's)": ["evaluator.max_epochs=2", "evaluator.limit_train_batches=0.15"],
-    "1 epoch x 30%": ["evaluator.max_epochs=1", "evaluator.limit_train_batches=0.3"],
+    "2 epochs x 15%": ["evaluator.max_epochs=2", "evaluator.limit_train_batches=0.15"],
+    "1 epoch x 30% (the preset's)": ["evaluator.max_epochs=1", "evaluator.limit_train_batches=0.3"],
 }
 
 

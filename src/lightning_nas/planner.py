@@ -253,14 +253,16 @@ class TimeBudget:
     def on_candidate_end(self, record: Record, history: History) -> None:
         """Stop the search once the next candidate would end after the search deadline; log the time left.
 
-        Each successful candidate's own cost corrects the final epoch's estimate (the first one comes
-        from a few steps on random data): a final epoch is taken to cost the 75th percentile of the
-        candidates' CPU seconds (``train/cpu_s``; wall seconds without it) per image, as on an
-        otherwise idle core, and the search deadline moves to match.
+        With a fixed number of final epochs (``budget.final_epochs``), each successful candidate's own
+        cost corrects the final epoch's estimate (the first one comes from a few steps on random
+        data): a final epoch is taken to cost the 75th percentile of the candidates' CPU seconds
+        (``train/cpu_s``; wall seconds without it) per image, as on an otherwise idle core, and the
+        search deadline moves to match. (Otherwise the final training keeps ``final_fraction`` of the
+        time and :meth:`plan_final` fits its epochs to it.)
         """
         plan = self._require_plan()
         cost = record.result.metrics.get("train/cpu_s", record.result.duration_s)
-        if record.result.ok and cost > 0:
+        if self.fixed_epochs and record.result.ok and cost > 0:
             self._paces.append(cost)
             self._replan_search(plan)
         now = time.perf_counter()
