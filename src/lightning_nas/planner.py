@@ -41,6 +41,9 @@ EVAL_SPEEDUP = 3.0
 """Inference runs about this many times faster per image than a training step (forward + backward)."""
 MIN_RESERVE_SECONDS = 2.5
 """The least time set aside after the final training (validation, test, summary, reports)."""
+FINAL_EPOCH_MARGIN = 1.08
+"""Final epochs are planned this much longer than the probes measure (per-epoch validation, logging, noise):
+a deadline that cuts the final training also cuts its learning-rate schedule short."""
 EXPORT_SECONDS = 30.0
 """Time set aside per exported model (ExecuTorch lowering, profiling, code package)."""
 
@@ -212,7 +215,7 @@ class TimeBudget:
         short, long = (self._probe(space, arch, trainer, n) for n in (k, 2 * k))
         per_batch = max((long - short) / k, 0.3 * long / (2 * k))  # a noisy difference is bounded below
         fixed = max(0.0, short - k * per_batch)
-        epoch_s = per_epoch * per_batch
+        epoch_s = FINAL_EPOCH_MARGIN * per_epoch * per_batch
         available = plan.final_deadline - time.perf_counter() - fixed
         epochs = self._epochs_for(available, epoch_s, math.ceil)
         limit = trainer.final_limit_train_batches
@@ -231,7 +234,7 @@ class TimeBudget:
         """Wall seconds of a real ``batches``-batch fit of ``arch`` (data, Lightning, BN recalibration)."""
         started = time.perf_counter()
         evaluator.fit_model(evaluator.build(space, arch), 1, num_classes=space.num_classes,
-                            limit_train_batches=batches)
+                            limit_train_batches=batches, final=True)  # final: with the weight average's cost
         return time.perf_counter() - started
 
     def _speed(self, model: nn.Module, space: SearchSpace, evaluator: TrainEvaluator) -> float:
