@@ -118,7 +118,7 @@ def test_candidates_measured_pace_moves_the_search_deadline() -> None:
     budget, strategy, _, space = _planned(3600.0, final_epochs=4)
     plan = budget.plan
     assert plan is not None
-    budget._final_per_candidate = 3.0  # a final epoch trains three candidates' worth of images
+    plan.epoch_seconds = 3.0 * plan.candidate_seconds  # a final epoch trains three candidates' worth of images
     history = History(None)
     budget.on_search_start(space, history)
     for index, seconds in enumerate([10.0, 20.0, 30.0, 40.0, 50.0]):

@@ -147,7 +147,6 @@ class TimeBudget:
         self.strategy: Any = None
         self._search_started = self.started
         self._done_at_start = 0
-        self._final_per_candidate = 0.0  # final epochs' images per candidate's training images, val included
         self._paces: list[float] = []  # seconds per candidate of this search's successful candidates
 
     @property
@@ -184,7 +183,6 @@ class TimeBudget:
         if search_s < candidate_s:
             log.warning("time budget: %d final epochs (~%.0f s each) leave %.0f s for the search, less than one "
                         "candidate (~%.0f s); one candidate is scored anyway", epochs, epoch_s, search_s, candidate_s)
-        self._final_per_candidate = epoch_s / max(candidate_s, 1e-9)
         self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s)
         if strategy is not None and hasattr(strategy, "num_samples"):
             strategy.num_samples, self.strategy = evaluations, strategy
@@ -281,11 +279,11 @@ class TimeBudget:
                  max(len(history), plan.evaluations), format_seconds(self.end - now),
                  "ends now" if stopping else f"stops in {format_seconds(plan.search_deadline - now)}")
 
-
     def _replan_search(self, plan: Plan) -> None:
-        """Move the search deadline to the final epochs' cost at the candidates' measured pace."""
+        """Move the search deadline to the final epochs' cost at the candidates' measured pace (a final
+        epoch keeps the first plan's ratio of images to a candidate's, validation included)."""
         candidate_s = float(np.quantile(self._paces, 0.75))
-        epoch_s = candidate_s * self._final_per_candidate
+        epoch_s = candidate_s * plan.epoch_seconds / plan.candidate_seconds
         deadline = plan.final_deadline - plan.final_epochs * epoch_s
         if abs(deadline - plan.search_deadline) > 1.0:
             log.debug("time budget: a final epoch ~%.0f s at the search's pace; the search deadline moves by %+.0f s",
