@@ -7,9 +7,11 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
@@ -21,7 +23,7 @@ from lightning_nas.evaluators.hardware import HardwareEvaluator
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
-from lightning_nas.planner import TimeBudget, cpu_seconds, time_budget_from_config
+from lightning_nas.planner import TimeBudget, cpu_seconds, time_budget_from_config, train_evaluator
 from lightning_nas.preflight import (
     blame_budget,
     check_accelerator,
@@ -224,8 +226,11 @@ def _report(cfg: DictConfig, context: SearchContext, summary: dict[str, Any]) ->
     print(table, flush=True)  # the run's result for the person at the terminal
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary."""
+def run(cfg: DictConfig, final_callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
+    """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary.
+
+    ``final_callbacks`` join the final training's Lightning callbacks (the search's fits keep theirs).
+    """
     _quiet_libraries()
     started, cpu_started = time.perf_counter(), cpu_seconds()
     output_dir = resolve_output_dir(cfg)
@@ -242,6 +247,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     final_cpu_started, final_epochs = time.process_time(), None
     if cfg.final_training and time_budget is not None:  # final epochs from the chosen network's throughput
         final_epochs = time_budget.plan_final(context.space, best.arch, context.evaluator)
+    if final_callbacks:
+        trainer = train_evaluator(context.evaluator)
+        if trainer is None:
+            raise ConfigError(f"final_callbacks need a training evaluator; {type(context.evaluator).__name__} "
+                              "runs no final fit")
+        trainer.final_callbacks = [*trainer.final_callbacks, *final_callbacks]
     test_metrics, final_model = method.final_training(context, best.arch) if cfg.final_training else ({}, None)
     if final_model is not None:
         save_final_model(final_model, best.arch, output_dir / "best", test_metrics)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 from hydra import compose, initialize_config_module
 
@@ -56,6 +57,20 @@ def test_run_writes_history_best_and_summary(tmp_path, capsys) -> None:
     assert list((tmp_path / "wandb").glob("offline-run-*"))
     printed = capsys.readouterr().out
     assert "Best architecture" in printed and best.digest() in printed
+
+
+class _CountFits(L.Callback):
+    def __init__(self) -> None:
+        self.fits = 0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fits += 1
+
+
+def test_final_callbacks_join_the_final_training_only(tmp_path) -> None:
+    counter = _CountFits()
+    run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=2", "executor=local"), final_callbacks=[counter])
+    assert counter.fits == 1  # two candidates' fits without it, the final fit with it
 
 
 def test_bad_value_is_a_config_error_naming_the_key(tmp_path) -> None:

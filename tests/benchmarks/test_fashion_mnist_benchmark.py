@@ -75,3 +75,27 @@ def test_unknown_baseline_flag_is_named(bench: ModuleType, capsys: pytest.Captur
         bench.main(["--baselines", "two_conv_cnn,resnet"])
     assert exit_info.value.code == 2
     assert "--baselines: unknown baseline(s) ['resnet']" in capsys.readouterr().err
+
+
+class _Job:
+    def __init__(self, running: bool) -> None:
+        self._running = running
+
+    def running(self) -> bool:
+        return self._running
+
+
+def test_final_training_takes_the_cores_once_no_baseline_runs(bench: ModuleType) -> None:
+    jobs = [_Job(False), _Job(True)]
+    callback = bench.UseFreeCores(jobs, threads=2)
+    trainer = type("T", (), {"current_epoch": 2})()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        callback.on_train_batch_start(trainer, None, None, 0)
+        assert torch.get_num_threads() == 1 and callback.switched_at_epoch is None
+        jobs[1]._running = False
+        callback.on_train_batch_start(trainer, None, None, 1)
+        assert torch.get_num_threads() == 2 and callback.switched_at_epoch == 3
+    finally:
+        torch.set_num_threads(threads)
