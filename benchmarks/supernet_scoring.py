@@ -6,8 +6,10 @@
 2. Score ``--num-archs`` distinct random architectures with :class:`SupernetEvaluator` at batch
    ``--batch-size`` (``freeze`` + BN recalibration on ``--calibration-batches`` cached training
    batches + accuracy on the whole validation split) and report subnets/s (the median of
-   ``--repeats`` passes over the same architectures).
-3. With ``--record FILE`` write the scores; otherwise compare them with the recorded ones
+   ``--repeats`` passes over the same architectures), side by side for three variants, passes
+   interleaved: the NCHW memory format (the scoring path before channels_last), channels_last
+   (the default), and channels_last with ``--fewer-calibration-batches`` (faster, other scores).
+3. With ``--record FILE`` write the (NCHW) scores; otherwise compare each variant's with the recorded ones
    (``benchmarks/supernet_scores_baseline.json``, recorded before the scoring path was changed):
    Kendall tau over the architectures, and the largest absolute difference.
 
@@ -119,12 +121,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-archs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=256, help="batch size of scoring")
     parser.add_argument("--calibration-batches", type=int, default=5)
+    parser.add_argument("--fewer-calibration-batches", type=int, default=1,
+                        help="the third variant's calibration batches (a lever that changes the scores)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the architectures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--record", type=Path, default=None, help="write the scores here instead of comparing")
     parser.add_argument("--baseline", type=Path, default=BASELINE)
     return parser.parse_args(argv)
+
+
+VARIANTS = {  # name -> (channels_last, calibration batches: None = --calibration-batches)
+    "NCHW (before channels_last)": (False, None),
+    "channels_last (default)": (True, None),
+    "channels_last, fewer calibration batches": (True, "fewer"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,27 +145,38 @@ def main(argv: list[str] | None = None) -> None:
     space = make_space((1, 8, 8), 10)
     module = train_supernet(space, args)
     data = DigitsDataModule(batch_size=args.batch_size, val_fraction=0.25, seed=args.seed)
-    evaluator = SupernetEvaluator(module, data, calibration_batches=args.calibration_batches, measure_hardware=False)
     archs = architectures(space, args.num_archs, args.seed + 1)
-    scores, _, _ = score_all(evaluator, space, archs)  # warm-up pass (also caches the batches)
-    passes = [score_all(evaluator, space, archs)[1:] for _ in range(args.repeats)]
-    rate = len(archs) / statistics.median(p[0] for p in passes)
-    cpu_rate = len(archs) / statistics.median(p[1] for p in passes)
-    print(f"supernet scoring: {rate:.1f} subnets/s wall, {cpu_rate:.1f} per CPU second (median of {args.repeats} "
-          f"passes over {len(archs)} subnets; batch {args.batch_size}, {args.calibration_batches} calibration "
-          f"batches, full validation split, {args.threads} thread(s))")
+    evaluators, scores = {}, {}
+    for name, (channels_last, calibration) in VARIANTS.items():
+        batches = args.fewer_calibration_batches if calibration == "fewer" else args.calibration_batches
+        if calibration == "fewer" and batches == args.calibration_batches:
+            continue
+        evaluators[name] = SupernetEvaluator(module, data, calibration_batches=batches, measure_hardware=False,
+                                             channels_last=channels_last)
+        scores[name] = score_all(evaluators[name], space, archs)[0]  # warm-up pass (also caches the batches)
+    passes: dict[str, list[tuple[float, float]]] = {name: [] for name in evaluators}
+    for _ in range(args.repeats):  # interleaved, so load on the machine hits every variant alike
+        for name, evaluator in evaluators.items():
+            passes[name].append(score_all(evaluator, space, archs)[1:])
+    print(f"supernet scoring, median of {args.repeats} passes over {len(archs)} subnets; batch {args.batch_size}, "
+          f"full validation split, {args.threads} thread(s):")
+    baseline = json.loads(args.baseline.read_text()) if args.record is None and args.baseline.exists() else None
+    for name in evaluators:
+        rate = len(archs) / statistics.median(p[0] for p in passes[name])
+        cpu_rate = len(archs) / statistics.median(p[1] for p in passes[name])
+        print(f"  {name:<42} {evaluators[name].calibration_batches} calibration batches: {rate:5.1f} subnets/s "
+              f"wall, {cpu_rate:5.1f} per CPU second")
+        if baseline is not None:
+            print(f"    {compare(archs, scores[name], baseline)}")
     for name, ms in freeze_times(module.supernet, archs[:20]).items():
         print(f"  {name:<28} {ms:8.2f} CPU ms per subnet")
     if args.record is not None:
         payload = {"settings": {k: v for k, v in vars(args).items() if k not in ("record", "baseline")},
-                   "archs": [a.to_dict() for a in archs], "scores": scores}
+                   "archs": [a.to_dict() for a in archs], "scores": scores["NCHW (before channels_last)"]}
         args.record.write_text(json.dumps(payload, indent=1) + "\n")
-        print(f"recorded {len(scores)} scores in {args.record}")
-    elif args.baseline.exists():
-        print(compare(archs, scores, json.loads(args.baseline.read_text())))
-    else:
+        print(f"recorded {len(archs)} scores in {args.record}")
+    elif baseline is None:
         print(f"no recorded scores at {args.baseline}")
-
 
 if __name__ == "__main__":
     main()

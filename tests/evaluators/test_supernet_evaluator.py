@@ -130,6 +130,21 @@ def test_scores_trained_paths_above_chance(trained: SupernetModule, space: Searc
     assert evaluator.num_evaluated == len(archs) and evaluator.subnets_per_second > 0
 
 
+def test_channels_last_scores_equal_and_leave_the_supernet_alone(trained: SupernetModule,
+                                                                   space: SearchSpace) -> None:
+    before = {n: (p.stride(), p.detach().clone()) for n, p in trained.supernet.named_parameters()}
+    scores = {}
+    for channels_last in (False, True):
+        evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False, channels_last=channels_last)
+        rng = np.random.default_rng(1)
+        archs = sorted({space.sample(rng) for _ in range(10)}, key=lambda a: a.digest())
+        scores[channels_last] = [evaluator.evaluate(space, a).metrics["search/val_acc"] for a in archs]
+    assert scores[True] == scores[False]
+    for name, param in trained.supernet.named_parameters():
+        stride, value = before[name]
+        assert param.stride() == stride and torch.equal(param, value), name
+
+
 def test_bad_candidate_fails_without_raising(trained: SupernetModule, space: SearchSpace) -> None:
     evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False)
     result = evaluator.evaluate(space, Architecture({"width": 5}))
