@@ -15,7 +15,7 @@ from torch import nn
 from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.config import ConfigError, register_configs
 from lightning_nas.data import DigitsDataModule
-from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.planner import (
     DeadlineCallback,
     TimeBudget,
@@ -132,6 +132,26 @@ def test_candidates_measured_pace_moves_the_search_deadline() -> None:
     failed = history.append(Architecture({"x": 9}), EvalResult.failed("boom", {}, 500.0))
     budget.on_candidate_end(failed, history)  # a failure's duration does not count
     assert plan.epoch_seconds == pytest.approx(120.0)
+
+
+def test_screened_candidates_are_neither_a_pace_nor_a_candidate_s_time() -> None:
+    budget, strategy, _, space = _planned(3600.0, final_epochs=4)
+    plan = budget.plan
+    assert plan is not None
+    history = History(None)
+    budget.on_search_start(space, history)
+    budget._search_started = time.perf_counter() - 10.0  # one trained candidate took 10 s
+    plan.search_deadline = time.perf_counter() + 95.0  # room for 9 more
+    trained = history.append(Architecture({}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=0.0))
+    strategy.num_told = 1
+    budget.on_candidate_end(trained, history)
+    paces = list(budget._paces)
+    for index in range(5):  # five candidates over a size budget, not trained, take (almost) no time
+        record = history.append(Architecture({"x": index}), EvalResult("ok", {SCREENED: 1.0}, duration_s=0.01))
+        strategy.num_told += 1
+        budget.on_candidate_end(record, history)
+    assert budget._paces == paces and budget._trained == 1
+    assert strategy.num_samples == strategy.num_told + 9  # still 10 s per trained candidate
 
 
 def test_plan_final_sets_epochs_and_a_deadline_callback() -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 
@@ -146,7 +146,7 @@ class TimeBudget:
         self.plan: Plan | None = None
         self.strategy: Any = None
         self._search_started = self.started
-        self._done_at_start = 0
+        self._trained = 0  # candidates trained (not screened) since the search started
         self._paces: list[float] = []  # seconds per candidate of this search's successful candidates
 
     @property
@@ -249,7 +249,7 @@ class TimeBudget:
 
     # --- the search listener --------------------------------------------------------------------
     def on_search_start(self, space: SearchSpace, history: History) -> None:
-        self._search_started, self._done_at_start = time.perf_counter(), len(history)
+        self._search_started, self._trained = time.perf_counter(), 0
 
     def on_candidate_end(self, record: Record, history: History) -> None:
         """Stop the search once the next candidate would end after the search deadline; log the time left.
@@ -262,13 +262,14 @@ class TimeBudget:
         time and :meth:`plan_final` fits its epochs to it.)
         """
         plan = self._require_plan()
+        screened = bool(record.result.metrics.get(SCREENED))  # not trained: neither a pace nor a candidate's time
+        self._trained += not screened
         cost = record.result.metrics.get("train/cpu_s", record.result.duration_s)
-        if self.fixed_epochs and record.result.ok and cost > 0:
+        if self.fixed_epochs and record.result.ok and cost > 0 and not screened:
             self._paces.append(cost)
             self._replan_search(plan)
         now = time.perf_counter()
-        done = max(1, len(history) - self._done_at_start)
-        per_candidate = (now - self._search_started) / done
+        per_candidate = (now - self._search_started) / max(1, self._trained)
         stopping = now + per_candidate > plan.search_deadline
         strategy = self.strategy
         if strategy is not None and not strategy.done:

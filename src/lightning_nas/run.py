@@ -164,6 +164,9 @@ def _build(cfg: DictConfig, output_dir: Path, executor: Any,
            time_budget: TimeBudget | None) -> tuple[SearchMethod, SearchContext]:
     """The search method ``cfg.strategy`` names and the context it runs in (every other object built)."""
     datamodule, space, method, evaluator, objective = check(cfg, output_dir)
+    trainer = train_evaluator(evaluator)
+    if trainer is not None:  # a candidate whose size breaks a constraint is not trained
+        trainer.screen_constraints = list(getattr(objective, "constraints", []))
     output_dir.mkdir(parents=True, exist_ok=True)  # written only now that every check passed
     history = History(output_dir / "history.jsonl", fingerprint=run_fingerprint(cfg))
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
 from lightning_nas.arch import Architecture
-from lightning_nas.config import ConfigError, register_configs
+from lightning_nas.config import ConfigError, build_node, register_configs
+from lightning_nas.evaluators.train import SCREENED
+from lightning_nas.hardware.profile import count_params
 from lightning_nas.run import run
 
 TINY = [
@@ -71,6 +74,25 @@ def test_final_callbacks_join_the_final_training_only(tmp_path) -> None:
     counter = _CountFits()
     run(_cfg(tmp_path, "strategy=random", "strategy.num_samples=2", "executor=local"), final_callbacks=[counter])
     assert counter.fits == 1  # two candidates' fits without it, the final fit with it
+
+
+def test_candidates_over_a_size_constraint_are_recorded_untrained(tmp_path) -> None:
+    cfg = _cfg(tmp_path, "strategy=random", "strategy.num_samples=10", "objective=multi", "final_training=false",
+               "executor=local")
+    space = build_node(cfg, "search_space", input_shape=(1, 8, 8), num_classes=10)  # digits
+    rng = np.random.default_rng(0)
+    bound = int(np.median([count_params(space.build(space.sample(rng))) for _ in range(40)]))
+    cfg.objective.constraints = {"max_params": bound}
+    summary = run(cfg)
+    records = _records(tmp_path / "history.jsonl")
+    screened = [r for r in records if r["metrics"].get(SCREENED)]
+    trained = [r for r in records if "search/val_acc" in r["metrics"]]
+    assert len(records) == summary["evaluations"] == 10 and screened and trained
+    assert len(screened) + len(trained) == 10 and all(r["status"] == "ok" for r in records)
+    assert all(r["metrics"]["model/params"] > bound for r in screened)
+    assert all("train/epochs" not in r["metrics"] for r in screened)
+    assert summary["best"]["metrics"]["model/params"] <= bound
+    assert (tmp_path / "pareto.csv").is_file() and (tmp_path / "summary.json").is_file()
 
 
 def test_bad_value_is_a_config_error_naming_the_key(tmp_path) -> None:

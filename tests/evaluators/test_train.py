@@ -16,6 +16,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators import ClassificationModule, TrainEvaluator
 from lightning_nas.evaluators.classifier import _warmup_cosine, recalibrate_batchnorm
+from lightning_nas.evaluators.train import SCREENED
+from lightning_nas.objectives.constraints import parse_constraints
+from lightning_nas.objectives.multi import INFEASIBLE_SCORE, MultiObjective
 from lightning_nas.spaces.base import SearchSpace
 
 ARCH = Architecture({"width": 8, "kernel": 3, "depth": 2, "block0/op": "conv", "block1/op": "conv",
@@ -107,6 +110,22 @@ def test_evaluate_learns_and_reports_all_metrics(toy_space: SearchSpace, digits:
                 "train/cpu_s", "model/params", "model/macs", "hw/latency_ms", "hw/latency_p90_ms", "hw/memory_mb"}
     assert set(result.metrics) == expected
     assert result.duration_s > 0 and result.metrics["train/cpu_s"] > 0
+
+
+def test_a_candidate_breaking_a_size_constraint_is_not_trained(toy_space: SearchSpace,
+                                                                digits: DigitsModule) -> None:
+    evaluator = TrainEvaluator(digits, max_epochs=2, latency_repeats=3)
+    params = evaluator.evaluate(toy_space, ARCH).metrics["model/params"]
+    evaluator.screen_constraints = parse_constraints({"max_params": params - 1, "max_latency": 1e6})
+    result = evaluator.evaluate(toy_space, ARCH)
+    assert result.ok and result.metrics[SCREENED] == 1.0 and result.metrics["model/params"] == params
+    assert "search/val_acc" not in result.metrics and "train/epochs" not in result.metrics
+    objective = MultiObjective({"accuracy": "max"}, constraints={"max_params": params - 1})
+    assert objective.violation(result) == pytest.approx(1 / (params - 1))  # known without the accuracy
+    assert objective(result) == pytest.approx(INFEASIBLE_SCORE - 1 / (params - 1))
+    # met, or only known after training: trained as usual
+    evaluator.screen_constraints = parse_constraints({"max_params": params, "min_accuracy": 0.99})
+    assert evaluator.evaluate(toy_space, ARCH).metrics["train/epochs"] == 2
 
 
 def test_evaluate_is_deterministic_and_leaves_global_rng_alone(toy_space: SearchSpace,

@@ -25,11 +25,14 @@ from lightning_nas.evaluators.ema import EMAWeights
 from lightning_nas.hardware.profile import iter_profile
 from lightning_nas.spaces.base import SearchSpace
 
-__all__ = ["TrainEvaluator", "derive_seed", "seeded"]
+__all__ = ["SCREENED", "TrainEvaluator", "derive_seed", "seeded"]
 
 log = logging.getLogger(__name__)
 
 BN_RECALIBRATION_BATCHES = 20
+
+SCREENED = "search/screened"
+"""Metric set (1.0) on a candidate not trained because its model metrics break a constraint."""
 """Training batches used to re-estimate BatchNorm statistics after each fit."""
 _ADVISORY_WARNINGS = (r".*(does not have many workers|GPU available but not used"
                       r"|defined a `validation_step` but have no|number of training batches)")
@@ -197,6 +200,11 @@ class TrainEvaluator(Evaluator):
         self.final_warmup_epochs = warmup_epochs if final_warmup_epochs is None else final_warmup_epochs
         self.final_callbacks: list[L.Callback] = []
         """Extra callbacks of final fits (a time budget's deadline, say)."""
+        self.screen_constraints: list[Any] = []
+        """Constraints (:class:`~lightning_nas.objectives.constraints.Constraint`) checked on the metrics
+        measured before training (``model/params``, ``model/macs``, ``hw/*``): a candidate that breaks
+        one is not trained (``search/screened`` = 1); its constraint violation alone scores it. The app
+        sets the objective's constraints here."""
         self.final_max_epochs = max_epochs if final_max_epochs is None else final_max_epochs
         self.final_limit_train_batches = (limit_train_batches if final_limit_train_batches is None
                                           else final_limit_train_batches)
@@ -214,7 +222,9 @@ class TrainEvaluator(Evaluator):
         Metrics: ``search/val_acc``, ``search/val_loss``, ``train/epochs``, ``train/steps``,
         ``train/loss``, ``train/acc``, ``train/cpu_s`` (this process's CPU seconds for the candidate:
         its cost whatever else shares the cores) and the model metrics. A failure (an exception, a
-        non-finite loss) gives ``EvalResult.failed`` with the metrics measured before it.
+        non-finite loss) gives ``EvalResult.failed`` with the metrics measured before it. A candidate
+        whose model metrics break one of :attr:`screen_constraints` is not trained: its result holds
+        the model metrics and ``search/screened`` = 1.
         """
         start, cpu_start = time.perf_counter(), time.process_time()
         metrics: dict[str, float] = {}
@@ -226,7 +236,8 @@ class TrainEvaluator(Evaluator):
             log.debug("candidate %s failed", arch.digest(), exc_info=True)
             return EvalResult.failed(f"{type(error).__name__}: {error}", metrics, time.perf_counter() - start)
         duration = time.perf_counter() - start
-        log.debug("candidate %s: val_acc=%.4f in %.2fs", arch.digest(), metrics["search/val_acc"], duration)
+        log.debug("candidate %s: val_acc=%.4f in %.2fs", arch.digest(), metrics.get("search/val_acc", math.nan),
+                  duration)
         return EvalResult("ok", metrics, duration_s=duration)
 
     def test(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
@@ -307,6 +318,11 @@ class TrainEvaluator(Evaluator):
         """The body of :meth:`evaluate`: fills ``metrics`` step by step (kept if a later step raises)."""
         model = self.build(space, arch)
         self._profile_into(metrics, model, space)
+        broken = [c for c in self.screen_constraints if c.key in metrics and c.violation(metrics) > 0]
+        if broken:
+            log.debug("candidate %s breaks %s: not trained", arch.digest(), ", ".join(map(str, broken)))
+            metrics[SCREENED] = 1.0
+            return
         module = self.fit_model(model, num_classes=space.num_classes, seed=self._seed(arch, "train"))
         metrics.update(module.fit_metrics)
         scores = self.validate_model(module)

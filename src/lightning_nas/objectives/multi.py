@@ -128,14 +128,18 @@ class MultiObjective:
         return np.array([result.metrics.get(key, math.nan) for key in self.keys], dtype=np.float64)
 
     def violation(self, result: EvalResult) -> float:
-        """Total normalised constraint violation; ``inf`` when failed or an objective is missing.
+        """Total normalised constraint violation; ``inf`` when failed, or when an objective is missing
+        and no constraint is known to be broken.
 
         Args:
             result: an evaluation result.
         """
-        if not result.ok or not np.isfinite(self.vector(result)).all():
+        if not result.ok:
             return math.inf
-        return total_violation(self.constraints, result.metrics)
+        violation = total_violation(self.constraints, result.metrics)
+        if 0 < violation < math.inf:  # known without the objectives (a candidate screened before training)
+            return violation
+        return violation if np.isfinite(self.vector(result)).all() else math.inf
 
     def feasible(self, result: EvalResult) -> bool:
         """Whether ``result`` succeeded, has every objective and meets every constraint.
