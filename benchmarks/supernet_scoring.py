@@ -178,5 +178,6 @@ def main(argv: list[str] | None = None) -> None:
     elif baseline is None:
         print(f"no recorded scores at {args.baseline}")
 
+
 if __name__ == "__main__":
     main()

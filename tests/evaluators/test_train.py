@@ -120,7 +120,7 @@ def test_a_candidate_breaking_a_size_constraint_is_not_trained(toy_space: Search
     result = evaluator.evaluate(toy_space, ARCH)
     assert result.ok and result.metrics[SCREENED] == 1.0 and result.metrics["model/params"] == params
     assert "search/val_acc" not in result.metrics and "train/epochs" not in result.metrics
-    objective = MultiObjective({"accuracy": "max"}, constraints={"max_params": params - 1})
+    objective = MultiObjective({"accuracy": "max"}, constraints={"max_params": params - 1, "min_accuracy": 0.5})
     assert objective.violation(result) == pytest.approx(1 / (params - 1))  # known without the accuracy
     assert objective(result) == pytest.approx(INFEASIBLE_SCORE - 1 / (params - 1))
     # met, or only known after training: trained as usual

@@ -30,10 +30,9 @@ __all__ = ["SCREENED", "TrainEvaluator", "derive_seed", "seeded"]
 log = logging.getLogger(__name__)
 
 BN_RECALIBRATION_BATCHES = 20
-
+"""Training batches used to re-estimate BatchNorm statistics after each fit."""
 SCREENED = "search/screened"
 """Metric set (1.0) on a candidate not trained because its model metrics break a constraint."""
-"""Training batches used to re-estimate BatchNorm statistics after each fit."""
 _ADVISORY_WARNINGS = (r".*(does not have many workers|GPU available but not used"
                       r"|defined a `validation_step` but have no|number of training batches)")
 _LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lightning_nas.arch import EvalResult
-from lightning_nas.objectives.constraints import Constraint, parse_constraints, total_violation
+from lightning_nas.objectives.constraints import Constraint, parse_constraints
 from lightning_nas.objectives.front import front_records
 from lightning_nas.objectives.pareto import hypervolume as pareto_hypervolume
 from lightning_nas.objectives.score import METRIC_SCALES, ScoreFn, metric_key, result_of
@@ -136,10 +136,13 @@ class MultiObjective:
         """
         if not result.ok:
             return math.inf
-        violation = total_violation(self.constraints, result.metrics)
-        if 0 < violation < math.inf:  # known without the objectives (a candidate screened before training)
-            return violation
-        return violation if np.isfinite(self.vector(result)).all() else math.inf
+        parts = [c.violation(result.metrics) for c in self.constraints]
+        known = sum(v for v in parts if v < math.inf)
+        if known > 0:  # known to be broken: ranked by it whatever is missing (screened before training)
+            return float(known)
+        if math.inf in parts or not np.isfinite(self.vector(result)).all():
+            return math.inf
+        return 0.0
 
     def feasible(self, result: EvalResult) -> bool:
         """Whether ``result`` succeeded, has every objective and meets every constraint.
