@@ -121,3 +121,17 @@ def test_evaluator_scores_shared_subnets_but_hands_out_copies() -> None:
     storages = _storages(supernet)
     assert _storages(evaluator.subnet(ARCH, share_weights=True)) <= storages
     assert not _storages(evaluator.subnet(ARCH)) & storages
+
+
+def test_frozen_layers_of_one_shape_are_independent_modules() -> None:
+    supernet = _supernet()
+    arch = {"width": 4, "kernel": 3, "op": "skip"}
+    first, second = freeze(supernet, arch, share_weights=True), freeze(supernet, arch, share_weights=True)
+    first[0].weight = nn.Parameter(torch.zeros_like(first[0].weight))  # a change to one frozen layer ...
+    first[1].running_mean.fill_(7.0)
+    storage = supernet[0].weight.untyped_storage().data_ptr()
+    assert second[0].weight.abs().sum() > 0 and second[0].weight.untyped_storage().data_ptr() == storage
+    assert not torch.equal(second[1].running_mean, first[1].running_mean)  # ... stays in it
+    assert isinstance(second[0], nn.Conv2d) and second[0].weight.shape == (4, 1, 3, 3)
+    assert isinstance(second[1], nn.BatchNorm2d) and second[1].num_features == 4
+    assert first[1].running_mean.device.type == "cpu" and second[1].num_batches_tracked.dtype == torch.long

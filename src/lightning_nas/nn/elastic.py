@@ -10,7 +10,8 @@ the views unless asked to share them.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +26,21 @@ def _has_choice(*values: Any) -> bool:
     return any(isinstance(v, ChoiceExpr) for v in values)
 
 
-def _copy_into(target: nn.Parameter | torch.Tensor | None, source: torch.Tensor | None) -> None:
-    if target is not None and source is not None:
-        with torch.no_grad():
-            target.copy_(source)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(kind: type[nn.Module], args: tuple[Any, ...], options: tuple[tuple[str, Any], ...]) -> nn.Module:
+    return kind(*args, **dict(options), device="meta")
+
+
+def _layer(kind: type[ModuleT], *args: Any, **options: Any) -> ModuleT:
+    """``kind(*args, **options)`` on the meta device, without running its initialisation each time: a copy
+    of a cached instance with containers of its own (its parameters are replaced by :func:`_share`)."""
+    template = _template(cast(Any, kind), args, tuple(sorted(options.items())))  # classes hash by identity
+    layer = object.__new__(kind)
+    layer.__dict__.update({k: type(v)(v) if isinstance(v, dict | list) else v for k, v in vars(template).items()})
+    return layer
 
 
 def _share(plain: nn.Module, name: str, source: torch.Tensor | None) -> None:
@@ -86,10 +98,9 @@ class ElasticConv2d(Switchable):
 
     def freeze_module(self) -> nn.Module:
         cin, cout, k = self._active()
-        plain = nn.Conv2d(cin, cin if self.depthwise else cout, k, stride=self.stride,
-                          padding=self.dilation * (k - 1) // 2, dilation=self.dilation,
-                          groups=cin if self.depthwise else 1, bias=self.bias is not None,
-                          device="meta", dtype=self.weight.dtype)
+        plain = _layer(nn.Conv2d, cin, cin if self.depthwise else cout, k, stride=self.stride,
+                       padding=self.dilation * (k - 1) // 2, dilation=self.dilation,
+                       groups=cin if self.depthwise else 1, bias=self.bias is not None, dtype=self.weight.dtype)
         weight, bias = self._sliced(cin, plain.out_channels, k)
         _share(plain, "weight", weight)
         _share(plain, "bias", bias)
@@ -127,12 +138,12 @@ class ElasticBatchNorm2d(Switchable):
 
     def freeze_module(self) -> nn.Module:
         c = int(resolve(self.num_features))
-        plain = nn.BatchNorm2d(c, eps=self.eps, momentum=self.momentum, device=self.weight.device)
+        plain = _layer(nn.BatchNorm2d, c, eps=self.eps, momentum=self.momentum, dtype=self.weight.dtype)
         for name in ("weight", "bias"):
             _share(plain, name, getattr(self, name)[:c])
-        for name in ("running_mean", "running_var"):
-            _copy_into(getattr(plain, name), getattr(self, name)[:c])
-        _copy_into(plain.num_batches_tracked, self.num_batches_tracked)
+        plain.running_mean = self.running_mean[:c].clone()  # statistics of its own
+        plain.running_var = self.running_var[:c].clone()
+        plain.num_batches_tracked = self.num_batches_tracked.clone()
         return plain
 
 
@@ -161,7 +172,7 @@ class ElasticGroupNorm(Switchable):
 
     def freeze_module(self) -> nn.Module:
         c = int(resolve(self.num_channels))
-        plain = nn.GroupNorm(_groups_for(self.num_groups, c), c, eps=self.eps, device="meta")
+        plain = _layer(nn.GroupNorm, _groups_for(self.num_groups, c), c, eps=self.eps)
         _share(plain, "weight", self.weight[:c])
         _share(plain, "bias", self.bias[:c])
         return plain
@@ -194,7 +205,7 @@ class ElasticLinear(Switchable):
 
     def freeze_module(self) -> nn.Module:
         cin, cout = int(resolve(self.in_features)), int(resolve(self.out_features))
-        plain = nn.Linear(cin, cout, bias=self.bias is not None, device="meta", dtype=self.weight.dtype)
+        plain = _layer(nn.Linear, cin, cout, bias=self.bias is not None, dtype=self.weight.dtype)
         _share(plain, "weight", self.weight[:cout, :cin])
         _share(plain, "bias", None if self.bias is None else self.bias[:cout])
         return plain
