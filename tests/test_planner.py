@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,8 +18,10 @@ from lightning_nas.config import ConfigError, register_configs
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.planner import (
+    FINAL_EPOCH_MARGIN,
     DeadlineCallback,
     TimeBudget,
+    _split_sizes,
     format_seconds,
     measure_throughput,
     parse_duration,
@@ -175,6 +178,25 @@ def test_config_without_time_plans_nothing() -> None:
     assert time_budget_from_config(OmegaConf.create({"time": None}), 0.0) is None
     budget = time_budget_from_config(OmegaConf.create({"time": "2min", "final_epochs": 4}), 0.0, export_top_k=1)
     assert budget is not None and budget.total_s == 120 and budget.fixed_epochs == 4 and budget.reserve_s > 20
+
+
+def test_final_epoch_estimate_leaves_the_first_fit_s_one_time_costs_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    budget, _, evaluator, space = _planned(600.0)
+    assert budget.plan is not None
+    calls: list[int] = []
+
+    def probe(space: object, arch: object, evaluator: object, batches: int) -> float:
+        calls.append(batches)
+        return (5.0 if len(calls) == 1 else 0.0) + 1.0 + 0.05 * batches  # the first fit pays 5 s once
+
+    monkeypatch.setattr(TimeBudget, "_probe", staticmethod(probe))
+    budget.plan.final_deadline = time.perf_counter() + 20.0
+    epochs = budget.plan_final(space, space.sample(__import__("numpy").random.default_rng(2)), evaluator)
+    k = calls[1]
+    assert calls == [max(2, k // 2), k, 3 * k]
+    train_n, _, batch = _split_sizes(evaluator)
+    epoch_s = FINAL_EPOCH_MARGIN * math.ceil(train_n / batch) * 0.05  # 0.05 s per batch once warm
+    assert abs(epochs - 19.0 / epoch_s) <= 1.0
 
 
 def test_final_epochs_fill_the_time_with_a_share_of_each_epoch() -> None:

@@ -194,8 +194,10 @@ class TimeBudget:
     def plan_final(self, space: SearchSpace, arch: Any, evaluator: Any) -> int | None:
         """Choose the final epochs for ``arch``; set them and the deadline on ``evaluator``.
 
-        Two short real fits of ``arch`` (k and 2k batches) give the seconds per batch and the fixed
-        cost of a fit. None (nothing changed) before :meth:`plan_search`, or without a :class:`TrainEvaluator`.
+        Two short real fits of ``arch`` (k and 3k batches, after a warm-up fit whose one-time costs,
+        lazy initialisation and kernel selection, would otherwise hide in the shorter one) give the
+        seconds per batch and the fixed cost of a fit. None (nothing changed) before :meth:`plan_search`,
+        or without a :class:`TrainEvaluator`.
         """
         trainer = train_evaluator(evaluator)
         if self.plan is None or trainer is None:
@@ -210,8 +212,9 @@ class TimeBudget:
         train_n, _, batch = _split_sizes(trainer)
         per_epoch = _images(trainer.final_limit_train_batches, train_n, batch) / batch
         k = int(max(3, min(10, per_epoch // 10)))
-        short, long = (self._probe(space, arch, trainer, n) for n in (k, 2 * k))
-        per_batch = max((long - short) / k, 0.3 * long / (2 * k))  # a noisy difference is bounded below
+        self._probe(space, arch, trainer, max(2, k // 2))  # warm-up: the first fit pays one-time costs
+        short, long = (self._probe(space, arch, trainer, n) for n in (k, 3 * k))
+        per_batch = max((long - short) / (2 * k), 0.3 * long / (3 * k))  # a noisy difference is bounded below
         fixed = max(0.0, short - k * per_batch)
         epoch_s = FINAL_EPOCH_MARGIN * per_epoch * per_batch
         available = plan.final_deadline - time.perf_counter() - fixed
