@@ -174,10 +174,7 @@ class SupernetEvaluator(Evaluator):
         Scoring shares the supernet's weights (no copy; BN statistics are the subnet's own); by
         default the weights are copied, so the returned model is independent of the supernet.
         """
-        model = freeze(self.supernet, arch, share_weights=share_weights)
-        if self.calibration_batches:
-            recalibrate_bn(model, self._calibration_batches())
-        return model.eval()
+        return self._calibrated(freeze(self.supernet, arch, share_weights=share_weights))
 
     def _scoring_subnet(self, arch: Architecture) -> nn.Module:
         """The subnet scored: the supernet's weights shared, or with ``channels_last`` convolution
@@ -188,6 +185,10 @@ class SupernetEvaluator(Evaluator):
                 weight = getattr(module, "weight", None)
                 if isinstance(module, nn.Conv2d) and isinstance(weight, torch.Tensor):
                     module.weight = nn.Parameter(_as_channels_last(weight.detach()), requires_grad=False)
+        return self._calibrated(model)
+
+    def _calibrated(self, model: nn.Module) -> nn.Module:
+        """``model`` with its BN statistics recalibrated on the cached batches, in eval mode."""
         if self.calibration_batches:
             recalibrate_bn(model, self._calibration_batches())
         return model.eval()
