@@ -15,7 +15,12 @@ the CPU seconds it spent; writes ``ranking_fidelity.json`` to ``--output``.
 per core); the scores do not depend on it (every fit is seeded by its architecture).
 
 A proxy is ``NAME=override,override`` (Hydra overrides of the preset), e.g.
-``--proxy "1x30%=evaluator.max_epochs=1,evaluator.limit_train_batches=0.3"``.
+``--proxy "1x30%=evaluator.max_epochs=1,evaluator.limit_train_batches=0.3"``. An item ``rungs=1/3``
+scores like the multi-fidelity search's top rung instead: the candidate is trained to 1 epoch, then
+continued from that checkpoint to 3 (:class:`TrainMultiFidelity`, what ASHA/Hyperband promotions do).
+
+``--reference FILE`` reuses the reference of an earlier run's ``ranking_fidelity.json`` (the same
+architectures, epochs and training subset; checked), so new proxies cost only their own training.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from scipy.stats import kendalltau
 
 from lightning_nas.arch import Architecture
 from lightning_nas.config import build_node, register_configs
+from lightning_nas.evaluators.multi_fidelity import TrainMultiFidelity
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds
@@ -77,15 +83,22 @@ def sample_archs(space: SearchSpace, count: int, seed: int, max_macs: float | No
 
 
 def score_one(preset: str, overrides: list[str], arch_json: str, epochs: int | None) -> tuple[float, float]:
-    """One architecture's score and CPU seconds: the search's validation accuracy (``epochs`` None) or
-    the validation accuracy after ``epochs`` stand-alone epochs with the final recipe."""
-    cfg = compose_preset(preset, overrides)
+    """One architecture's score and CPU seconds: the search's validation accuracy (``epochs`` None; at the
+    last of ``rungs=a/b/...`` when the overrides hold it) or the validation accuracy after ``epochs``
+    stand-alone epochs with the final recipe."""
+    rungs = [int(r) for o in overrides if o.startswith("rungs=") for r in o.removeprefix("rungs=").split("/")]
+    cfg = compose_preset(preset, [o for o in overrides if not o.startswith("rungs=")])
     data = build_node(cfg, "data")
     space = build_node(cfg, "search_space", input_shape=list(data.input_shape), num_classes=data.num_classes)
     evaluator: TrainEvaluator = build_node(cfg, "evaluator", datamodule=data)
     arch = Architecture.from_json(arch_json)
     started = cpu_seconds()
-    if epochs is None:
+    if epochs is None and rungs:
+        fidelity, state = TrainMultiFidelity(evaluator), None
+        for rung in rungs:
+            result, state = fidelity.evaluate_at(space, arch, rung, state)
+        score = float(result.metrics.get("search/val_acc", float("nan")))
+    elif epochs is None:
         score = float(evaluator.evaluate(space, arch).metrics.get("search/val_acc", float("nan")))
     else:
         module = evaluator.fit_model(evaluator.build(space, arch), epochs, num_classes=space.num_classes,
@@ -130,6 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="a training subset for the stand-alone reference only (the proxies see the search's data)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="architectures trained at once, one thread each (default: one per core)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="an earlier ranking_fidelity.json whose reference ranking is reused (same archs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("outputs/benchmarks/ranking_fidelity"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the preset, after --")
@@ -148,8 +163,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     reference_overrides = [*common] + ([f"data.max_train_samples={args.reference_train_samples}"]
                                        if args.reference_train_samples else [])
-    reference, reference_cpu = score_all(args.preset, reference_overrides, archs, args.epochs, args.jobs,
-                                         f"reference ({args.epochs} epochs)")
+    if args.reference is not None:
+        reference, reference_cpu = load_reference(args.reference, args.preset, archs, args.epochs,
+                                                  args.reference_train_samples or args.max_train_samples,
+                                                  args.max_train_samples)
+    else:
+        reference, reference_cpu = score_all(args.preset, reference_overrides, archs, args.epochs, args.jobs,
+                                             f"reference ({args.epochs} epochs)")
     results: dict[str, Any] = {"preset": args.preset, "archs": [a.digest() for a in archs], "epochs": args.epochs,
                                "max_train_samples": args.max_train_samples,
                                "reference_train_samples": args.reference_train_samples or args.max_train_samples,
@@ -170,6 +190,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, row in results["proxies"].items():
         print(f"| {name} | {row['kendall_tau']:.3f} | {row['p_value']:.3f} | {row['cpu_s_per_arch']:.1f} |")
     return results
+
+
+def load_reference(path: Path, preset: str, archs: list[Architecture], epochs: int, train_samples: int | None,
+                   max_train_samples: int | None) -> tuple[list[float], float]:
+    """The reference scores and CPU seconds of an earlier run, after checking it ranked the same thing."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"--reference {path}: cannot read it ({error})") from error
+    expected = {"preset": preset, "archs": [a.digest() for a in archs], "epochs": epochs,
+                "reference_train_samples": train_samples, "max_train_samples": max_train_samples}
+    for key, value in expected.items():
+        if saved.get(key) != value:
+            raise SystemExit(f"--reference {path}: its {key} is {saved.get(key)!r}, this run's is {value!r}")
+    log.info("reference (%d epochs) reused from %s", epochs, path)
+    return [float(v) for v in saved["reference"]], float(saved["reference_cpu_s"])
 
 
 def _number(value: Any) -> float | None:

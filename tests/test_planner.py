@@ -137,6 +137,21 @@ def test_candidates_measured_pace_moves_the_search_deadline() -> None:
     assert plan.epoch_seconds == pytest.approx(120.0)
 
 
+def test_a_multi_fidelity_job_counts_as_its_share_of_a_candidate() -> None:
+    budget, strategy, _, space = _planned(3600.0, final_epochs=4)
+    plan = budget.plan
+    assert plan is not None and plan.candidate_epochs == 1.0  # the evaluator trains a candidate one epoch
+    history = History(None)
+    budget.on_search_start(space, history)
+    # rung 0 (1 epoch, 10 s) and a promotion from 1 to 3 epochs (2 epochs run, 20 s): both 10 s per candidate
+    for index, (seconds, epochs_run) in enumerate([(10.0, 1.0), (20.0, 2.0), (10.0, 1.0), (20.0, 2.0)]):
+        metrics = {"search/val_acc": 0.5, "train/cpu_s": seconds, "train/epochs_run": epochs_run}
+        record = history.append(Architecture({"x": index}), EvalResult("ok", metrics, duration_s=seconds))
+        strategy.num_told = index + 1
+        budget.on_candidate_end(record, history)
+    assert budget._paces == pytest.approx([10.0] * 4)
+
+
 def test_screened_candidates_are_neither_a_pace_nor_a_candidate_s_time() -> None:
     budget, strategy, _, space = _planned(3600.0, final_epochs=4)
     plan = budget.plan

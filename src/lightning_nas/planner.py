@@ -118,6 +118,9 @@ class Plan:
     final_deadline: float
     candidate_seconds: float
     epoch_seconds: float
+    candidate_epochs: float = 1.0
+    """Epochs a candidate trains (the evaluator's ``max_epochs``): a multi-fidelity job's cost is
+    scaled by ``candidate_epochs / train/epochs_run`` before it counts as a candidate's pace."""
 
 
 class TimeBudget:
@@ -183,7 +186,8 @@ class TimeBudget:
         if search_s < candidate_s:
             log.warning("time budget: %d final epochs (~%.0f s each) leave %.0f s for the search, less than one "
                         "candidate (~%.0f s); one candidate is scored anyway", epochs, epoch_s, search_s, candidate_s)
-        self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s)
+        self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s,
+                         float(trainer.max_epochs))
         if strategy is not None and hasattr(strategy, "num_samples"):
             strategy.num_samples, self.strategy = evaluations, strategy
         log.info("time budget %s: %.0f img/s measured; a candidate ~%.0f s, a final epoch ~%.0f s -> up to %d "
@@ -268,6 +272,9 @@ class TimeBudget:
         screened = bool(record.result.metrics.get(SCREENED))  # not trained: neither a pace nor a candidate's time
         self._trained += not screened
         cost = record.result.metrics.get("train/cpu_s", record.result.duration_s)
+        epochs_run = record.result.metrics.get("train/epochs_run")  # a multi-fidelity job: a rung's share
+        if epochs_run:
+            cost *= plan.candidate_epochs / epochs_run
         if self.fixed_epochs and record.result.ok and cost > 0 and not screened:
             self._paces.append(cost)
             self._replan_search(plan)

@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -37,3 +37,24 @@ def test_tau_is_reported_and_workers_do_not_change_scores(bench: ModuleType, tmp
     assert parallel["proxies"]["1x50%"]["scores"] == pytest.approx(row["scores"], abs=1e-6)
     saved = json.loads((tmp_path / "serial" / "ranking_fidelity.json").read_text())
     assert saved["archs"] == serial["archs"]
+    # a new proxy against the recorded reference: the reference is not trained again; rungs continue a checkpoint
+    reused = bench.main(["--jobs", "1", "--output", str(tmp_path / "reused"), "--reference",
+                         str(tmp_path / "serial" / "ranking_fidelity.json"), *common[:-6],
+                         "--proxy", "rungs 1 -> 2=evaluator.limit_train_batches=0.5,rungs=1/2", *common[-4:]])
+    assert reused["reference"] == serial["reference"] and reused["reference_cpu_s"] == serial["reference_cpu_s"]
+    assert len(reused["proxies"]["rungs 1 -> 2"]["scores"]) == 3
+
+
+def test_a_reference_of_other_architectures_is_refused(bench: ModuleType, tmp_path: Path) -> None:
+    saved = {"preset": "fashion_mnist", "archs": ["aaa", "bbb"], "epochs": 10, "reference_train_samples": 13500,
+             "max_train_samples": None, "reference": [0.8, 0.9], "reference_cpu_s": 12.0}
+    path = tmp_path / "ranking_fidelity.json"
+    path.write_text(json.dumps(saved))
+    archs = [SimpleNamespace(digest=lambda name=name: name) for name in ("aaa", "bbb")]
+    assert bench.load_reference(path, "fashion_mnist", archs, 10, 13500, None) == ([0.8, 0.9], 12.0)
+    with pytest.raises(SystemExit, match="epochs is 10, this run's is 5"):
+        bench.load_reference(path, "fashion_mnist", archs, 5, 13500, None)
+    with pytest.raises(SystemExit, match="archs"):
+        bench.load_reference(path, "fashion_mnist", archs[::-1], 10, 13500, None)
+    with pytest.raises(SystemExit, match="cannot read"):
+        bench.load_reference(tmp_path / "missing.json", "fashion_mnist", archs, 10, 13500, None)

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.evaluators.multi_fidelity import TrainMultiFidelity
-from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
+from lightning_nas.objectives.constraints import parse_constraints
 from lightning_nas.results.history import History
 from lightning_nas.search import ResumeError, run_search
 from lightning_nas.spaces.base import SearchSpace
@@ -149,6 +150,46 @@ def test_train_multi_fidelity_continues_checkpoint(toy_space: SearchSpace, tmp_p
     assert Counting.reads == 2 * 64 + 64  # two more epochs plus BatchNorm recalibration, not three
     assert second.metrics["train/steps"] == 6 and second.metrics["train/epochs"] == 3  # 2 steps/epoch, continued
     assert ckpt2 != ckpt and "model/params" in second.metrics
+
+
+def test_train_multi_fidelity_reports_epochs_run_and_screens(toy_space: SearchSpace, tmp_path: Path) -> None:
+    evaluator = TrainEvaluator(TinyData(), max_epochs=1, latency_repeats=1)
+    fidelity = TrainMultiFidelity(evaluator, folder=str(tmp_path))
+    arch = toy_space.sample(np.random.default_rng(0))
+    first, ckpt = fidelity.evaluate_at(toy_space, arch, 1, None)
+    second, _ = fidelity.evaluate_at(toy_space, arch, 3, ckpt)
+    assert first.metrics["train/epochs_run"] == 1 and second.metrics["train/epochs_run"] == 2  # a promotion's share
+    assert first.metrics["train/cpu_s"] > 0 and second.metrics["train/cpu_s"] > 0
+    params = first.metrics["model/params"]
+    evaluator.screen_constraints = parse_constraints({"max_params": params - 1})
+    Counting.reads = 0
+    screened, state = fidelity.evaluate_at(toy_space, arch, 3, ckpt)
+    assert screened.ok and screened.metrics[SCREENED] == 1.0 and state is None
+    assert Counting.reads == 0 and "search/val_acc" not in screened.metrics  # not trained
+
+
+def test_asha_ranks_only_trained_candidates_in_a_rung(wide_space: SearchSpace) -> None:
+    class HalfScreened(ScriptedCurves):
+        """About half the architectures (odd digests) break a size constraint: screened, not trained."""
+
+        def evaluate_at(self, space: SearchSpace, arch: Architecture, epochs: int,
+                        resume_from: Any | None) -> tuple[EvalResult, Any]:
+            if int(arch.digest(), 16) % 2:
+                self.calls.append((arch, epochs, resume_from))
+                return EvalResult("ok", {SCREENED: 1.0, "model/params": 2e6}), None
+            return super().evaluate_at(space, arch, epochs, resume_from)
+
+    search = HyperbandSearch(num_samples=24, seed=0, min_epochs=1, max_epochs=3, eta=3, mode="asha")
+    fake = HalfScreened()
+    history = run_search(wide_space, search, fake, History(), progress=False)
+    screened = {r.arch for r in history if r.result.metrics.get(SCREENED)}
+    promoted = [r for r in history if r.extra["rung"] == 1]
+    assert screened and promoted
+    assert not screened & {r.arch for r in promoted}  # a screened candidate is never promoted
+    trained = [r for r in history if r.extra["rung"] == 0 and r.arch not in screened]
+    # promotions go by the trained candidates alone: after 3 trained ones (however many screened), the best goes up
+    first = history.records.index(promoted[0])
+    assert len([r for r in trained if r.index < first]) == 3
 
 
 def test_a_crafted_checkpoint_path_runs_nothing(toy_space: SearchSpace, tmp_path: Path, crafted_pickle) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ class TrainMultiFidelity(Evaluator):
     Each evaluation saves a Lightning checkpoint ``<folder>/<arch digest>-e<epochs>.ckpt`` and
     returns its path as the state; a promotion fits the same initial network from that
     checkpoint (weights, optimizer, scheduler, epoch counter) up to the new epoch count.
+    ``train/epochs_run`` holds the epochs a job trained (its share of the candidate's cost). A
+    candidate whose model metrics break one of the evaluator's ``screen_constraints`` is not
+    trained (``search/screened`` = 1, no state), as in :meth:`TrainEvaluator.evaluate`.
 
     Args:
         evaluator: the train evaluator whose recipe, data and seeds are used.
@@ -56,17 +60,18 @@ class TrainMultiFidelity(Evaluator):
         self, space: SearchSpace, arch: Architecture, epochs: int, resume_from: Any | None
     ) -> tuple[EvalResult, Any]:
         """Train ``arch`` to ``epochs`` total epochs (from ``resume_from`` if given); never raises."""
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         metrics: dict[str, float] = {}
         try:
             with _quiet_lightning():
                 path = self._fit(space, arch, epochs, resume_from, metrics)
+            metrics["train/cpu_s"] = time.process_time() - cpu_started
         except Exception as error:  # a bad candidate must not end the search
             return EvalResult.failed(f"{type(error).__name__}: {error}", metrics, time.perf_counter() - started), None
         return EvalResult("ok", metrics, duration_s=time.perf_counter() - started), path
 
     def _fit(self, space: SearchSpace, arch: Architecture, epochs: int, resume_from: Any | None,
-             metrics: dict[str, float]) -> str:
+             metrics: dict[str, float]) -> str | None:
         ev = self.evaluator
         model = ev.build(space, arch)
         if arch not in self._profiles:
@@ -74,6 +79,8 @@ class TrainMultiFidelity(Evaluator):
             ev._profile_into(profile, model, space)
             self._profiles[arch] = profile
         metrics.update(self._profiles[arch])
+        if ev.screened(arch, metrics):
+            return None
         module = ev._wrap(model, space.num_classes)
         ev._setup("fit")
         trainer = ev._trainer(epochs, [RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)])
@@ -87,6 +94,15 @@ class TrainMultiFidelity(Evaluator):
         scores = ev.validate_model(module)
         metrics["search/val_acc"], metrics["search/val_loss"] = scores["val/acc"], scores["val/loss"]
         metrics["train/epochs_budget"] = float(epochs)
+        metrics["train/epochs_run"] = float(epochs - _checkpoint_epochs(resume_from))
         if not math.isfinite(scores["val/loss"]):
             raise FloatingPointError(f"validation loss is {scores['val/loss']}")
         return str(path)
+
+
+def _checkpoint_epochs(path: Any | None) -> int:
+    """The epochs a checkpoint of this class holds (its name ends in ``-e<epochs>.ckpt``); 0 for none."""
+    if path is None:
+        return 0
+    match = re.search(r"-e(\d+)\.ckpt$", str(path))
+    return int(match.group(1)) if match else 0

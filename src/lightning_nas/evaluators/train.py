@@ -317,10 +317,7 @@ class TrainEvaluator(Evaluator):
         """The body of :meth:`evaluate`: fills ``metrics`` step by step (kept if a later step raises)."""
         model = self.build(space, arch)
         self._profile_into(metrics, model, space)
-        broken = [c for c in self.screen_constraints if c.key in metrics and c.violation(metrics) > 0]
-        if broken:
-            log.debug("candidate %s breaks %s: not trained", arch.digest(), ", ".join(map(str, broken)))
-            metrics[SCREENED] = 1.0
+        if self.screened(arch, metrics):
             return
         module = self.fit_model(model, num_classes=space.num_classes, seed=self._seed(arch, "train"))
         metrics.update(module.fit_metrics)
@@ -328,6 +325,15 @@ class TrainEvaluator(Evaluator):
         metrics["search/val_acc"], metrics["search/val_loss"] = scores["val/acc"], scores["val/loss"]
         if not math.isfinite(scores["val/loss"]):
             raise FloatingPointError(f"validation loss is {scores['val/loss']}")
+
+    def screened(self, arch: Architecture, metrics: dict[str, float]) -> bool:
+        """Whether the model metrics measured so far break one of :attr:`screen_constraints`; if so,
+        ``metrics`` gets ``search/screened`` = 1 (the candidate is not to be trained)."""
+        broken = [c for c in self.screen_constraints if c.key in metrics and c.violation(metrics) > 0]
+        if broken:
+            log.debug("candidate %s breaks %s: not trained", arch.digest(), ", ".join(map(str, broken)))
+            metrics[SCREENED] = 1.0
+        return bool(broken)
 
     def _profile_into(self, metrics: dict[str, float], model: nn.Module, space: SearchSpace) -> None:
         for name, value in iter_profile(model, space.input_shape, self.latency_repeats, self.latency_threads):

@@ -18,7 +18,7 @@ from typing import Any
 
 from lightning_nas.arch import Architecture, EvalResult, Job
 from lightning_nas.evaluators.multi_fidelity import TrainMultiFidelity
-from lightning_nas.evaluators.train import TrainEvaluator
+from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.strategies.base import SearchContext, Strategy, register_strategy
 from lightning_nas.strategies.operators import sample_unseen
@@ -55,7 +55,9 @@ class HyperbandSearch(Strategy):
     ``"hyperband"``: brackets ``s = s_max .. 0`` of successive halving, bracket ``s`` starting
     ``ceil((s_max + 1) / (s + 1) * eta**s)`` architectures at rung ``s_max - s`` and keeping the top
     ``1/eta`` at each rung; brackets repeat until the budget is spent. Failed candidates are never
-    promoted. Ties rank the earlier-evaluated candidate first.
+    promoted. A screened candidate (``search/screened``: not trained, its size broke a constraint)
+    takes no place in a rung, so the top ``1/eta`` are of the candidates trained there. Ties rank the
+    earlier-evaluated candidate first.
 
     Args:
         num_samples: budget in rung evaluations (jobs), promotions included.
@@ -97,6 +99,8 @@ class HyperbandSearch(Strategy):
         return self._next_asha(space) if self.mode == "asha" else self._next_hyperband(space)
 
     def _observe_job(self, job: Job, result: EvalResult, state: Any | None) -> None:
+        if result.metrics.get(SCREENED):  # not trained at this rung: nothing to rank or promote
+            return
         value = self.fitness(result)
         value = value if math.isfinite(value) else -math.inf
         self._rungs[job.rung][job.arch] = value
