@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -152,6 +153,40 @@ def test_a_multi_fidelity_job_counts_as_its_share_of_a_candidate() -> None:
     assert budget._paces == pytest.approx([10.0] * 4)
 
 
+def test_each_new_best_s_final_epoch_is_timed_and_moves_the_search_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    budget, strategy, _, space = _planned(3600.0, final_epochs=4)
+    plan = budget.plan
+    assert plan is not None
+    timed: list[tuple[int, bool]] = []
+
+    def fake_timing(self: TimeBudget, space: object, arch: Architecture, trainer: object,
+                    own_core: bool = False) -> tuple[float, float]:
+        timed.append((arch["x"], own_core))
+        return {0: 30.0, 2: 50.0}[arch["x"]], 1.0
+
+    monkeypatch.setattr(TimeBudget, "_final_epoch_seconds", fake_timing)
+    budget.score = lambda result: result.metrics.get("search/val_acc", -math.inf)
+    history = History(None)
+    budget.on_search_start(space, history)
+    for index, accuracy in enumerate([0.5, 0.4, 0.6]):
+        metrics = {"search/val_acc": accuracy, "train/cpu_s": 500.0}  # a slow pace: ignored once a best is timed
+        record = history.append(Architecture({"x": index}), EvalResult("ok", metrics, duration_s=500.0))
+        strategy.num_told = index + 1
+        budget.on_candidate_end(record, history)
+        if index == 1:  # the first best's timed epochs, not the candidates' pace, set the deadline
+            assert plan.search_deadline == pytest.approx(plan.final_deadline - 4 * 30.0)
+    assert timed == [(0, True), (2, True)]  # a worse candidate is not timed
+    assert plan.epoch_seconds == 50.0 and plan.search_deadline == pytest.approx(plan.final_deadline - 4 * 50.0)
+
+
+def test_timing_a_final_epoch_on_one_thread_restores_the_threads() -> None:
+    budget, _, evaluator, space = _planned(3600.0, final_epochs=2)
+    threads = torch.get_num_threads()
+    arch = space.sample(np.random.default_rng(0))
+    epoch_s, fixed = budget._final_epoch_seconds(space, arch, evaluator, own_core=True)
+    assert epoch_s > 0 and fixed >= 0 and torch.get_num_threads() == threads
+
+
 def test_screened_candidates_are_neither_a_pace_nor_a_candidate_s_time() -> None:
     budget, strategy, _, space = _planned(3600.0, final_epochs=4)
     plan = budget.plan
@@ -200,13 +235,13 @@ def test_final_epoch_estimate_leaves_the_first_fit_s_one_time_costs_out(monkeypa
     assert budget.plan is not None
     calls: list[int] = []
 
-    def probe(space: object, arch: object, evaluator: object, batches: int) -> float:
+    def probe(space: object, arch: object, evaluator: object, batches: int, own_core: bool = False) -> float:
         calls.append(batches)
         return (5.0 if len(calls) == 1 else 0.0) + 1.0 + 0.05 * batches  # the first fit pays 5 s once
 
     monkeypatch.setattr(TimeBudget, "_probe", staticmethod(probe))
     budget.plan.final_deadline = time.perf_counter() + 20.0
-    epochs = budget.plan_final(space, space.sample(__import__("numpy").random.default_rng(2)), evaluator)
+    epochs = budget.plan_final(space, space.sample(np.random.default_rng(2)), evaluator)
     k = calls[1]
     assert calls == [max(2, k // 2), k, 3 * k]
     train_n, _, batch = _split_sizes(evaluator)
@@ -218,7 +253,7 @@ def test_final_epochs_fill_the_time_with_a_share_of_each_epoch() -> None:
     budget, _, evaluator, space = _planned(600.0)
     assert budget.plan is not None
     budget.plan.final_deadline = time.perf_counter() + 0.5  # less than one epoch left
-    epochs = budget.plan_final(space, space.sample(__import__("numpy").random.default_rng(2)), evaluator)
+    epochs = budget.plan_final(space, space.sample(np.random.default_rng(2)), evaluator)
     assert epochs == 1 and 0.05 <= evaluator.final_limit_train_batches < 1.0
 
 

@@ -15,6 +15,7 @@ import re
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,13 @@ class TimeBudget:
         self._search_started = self.started
         self._trained = 0  # candidates trained (not screened) since the search started
         self._paces: list[float] = []  # seconds per candidate of this search's successful candidates
+        self.score: Callable[[Any], float] | None = None
+        """The search's objective (the app sets it): with a fixed number of final epochs, each new best
+        candidate's final epoch is timed by short real fits and the search deadline follows it."""
+        self._search_space: SearchSpace | None = None
+        self._trainer: TrainEvaluator | None = None
+        self._best_score = -math.inf
+        self._best_epoch_s: float | None = None  # seconds per final epoch of the best candidate so far
 
     @property
     def end(self) -> float:
@@ -188,6 +196,7 @@ class TimeBudget:
                         "candidate (~%.0f s); one candidate is scored anyway", epochs, epoch_s, search_s, candidate_s)
         self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s,
                          float(trainer.max_epochs))
+        self._search_space, self._trainer = space, trainer
         if strategy is not None and hasattr(strategy, "num_samples"):
             strategy.num_samples, self.strategy = evaluations, strategy
         log.info("time budget %s: %.0f img/s measured; a candidate ~%.0f s, a final epoch ~%.0f s -> up to %d "
@@ -213,14 +222,7 @@ class TimeBudget:
             log.info("time budget: final training of %s for %d epochs; %s left", arch.digest(), self.fixed_epochs,
                      format_seconds(self.left()))
             return self.fixed_epochs
-        train_n, _, batch = _split_sizes(trainer)
-        per_epoch = _images(trainer.final_limit_train_batches, train_n, batch) / batch
-        k = int(max(3, min(10, per_epoch // 10)))
-        self._probe(space, arch, trainer, max(2, k // 2))  # warm-up: the first fit pays one-time costs
-        short, long = (self._probe(space, arch, trainer, n) for n in (k, 3 * k))
-        per_batch = max((long - short) / (2 * k), 0.3 * long / (3 * k))  # a noisy difference is bounded below
-        fixed = max(0.0, short - k * per_batch)
-        epoch_s = FINAL_EPOCH_MARGIN * per_epoch * per_batch
+        epoch_s, fixed = self._final_epoch_seconds(space, arch, trainer)
         available = plan.final_deadline - time.perf_counter() - fixed
         epochs = self._epochs_for(available, epoch_s, math.ceil)
         limit = trainer.final_limit_train_batches
@@ -234,13 +236,35 @@ class TimeBudget:
                  arch.digest(), epochs, epoch_s, format_seconds(available), format_seconds(self.left()))
         return epochs
 
+    def _final_epoch_seconds(self, space: SearchSpace, arch: Any, trainer: TrainEvaluator,
+                             own_core: bool = False) -> tuple[float, float]:
+        """Seconds per final epoch of ``arch`` and the fixed cost of a fit, from two short real fits (k and
+        3k batches, after a warm-up fit whose one-time costs, lazy initialisation and kernel selection,
+        would otherwise hide in the shorter one). ``own_core``: timed on one thread as on a core of its
+        own (the lesser of wall and CPU time), while other work shares the machine."""
+        train_n, _, batch = _split_sizes(trainer)
+        per_epoch = _images(trainer.final_limit_train_batches, train_n, batch) / batch
+        k = int(max(3, min(10, per_epoch // 10)))
+        threads = torch.get_num_threads()
+        if own_core:
+            torch.set_num_threads(1)
+        try:
+            self._probe(space, arch, trainer, max(2, k // 2), own_core)  # warm-up: one-time costs
+            short, long = (self._probe(space, arch, trainer, n, own_core) for n in (k, 3 * k))
+        finally:
+            torch.set_num_threads(threads)
+        per_batch = max((long - short) / (2 * k), 0.3 * long / (3 * k))  # a noisy difference is bounded below
+        return FINAL_EPOCH_MARGIN * per_epoch * per_batch, max(0.0, short - k * per_batch)
+
     @staticmethod
-    def _probe(space: SearchSpace, arch: Any, evaluator: TrainEvaluator, batches: int) -> float:
-        """Wall seconds of a real ``batches``-batch fit of ``arch`` (data, Lightning, BN recalibration)."""
-        started = time.perf_counter()
+    def _probe(space: SearchSpace, arch: Any, evaluator: TrainEvaluator, batches: int, own_core: bool = False) -> float:
+        """Seconds of a real ``batches``-batch fit of ``arch`` (data, Lightning, BN recalibration): wall
+        time, or with ``own_core`` the lesser of wall and this process's CPU time."""
+        started, cpu_started = time.perf_counter(), time.process_time()
         evaluator.fit_model(evaluator.build(space, arch), 1, num_classes=space.num_classes,
                             limit_train_batches=batches, final=True)  # final: with the weight average's cost
-        return time.perf_counter() - started
+        wall = time.perf_counter() - started
+        return min(wall, time.process_time() - cpu_started) if own_core else wall
 
     def _speed(self, model: nn.Module, space: SearchSpace, evaluator: TrainEvaluator) -> float:
         return measure_throughput(model, tuple(space.input_shape), space.num_classes, _split_sizes(evaluator)[2],
@@ -277,6 +301,7 @@ class TimeBudget:
             cost *= plan.candidate_epochs / epochs_run
         if self.fixed_epochs and record.result.ok and cost > 0 and not screened:
             self._paces.append(cost)
+            self._time_new_best(record)
             self._replan_search(plan)
         now = time.perf_counter()
         per_candidate = (now - self._search_started) / max(1, self._trained)
@@ -290,11 +315,31 @@ class TimeBudget:
                  max(len(history), plan.evaluations), format_seconds(self.end - now),
                  "ends now" if stopping else f"stops in {format_seconds(plan.search_deadline - now)}")
 
+    def _time_new_best(self, record: Record) -> None:
+        """If ``record`` is the best trained candidate so far (by :attr:`score`), time its final epoch."""
+        if self.score is None or self._search_space is None or self._trainer is None:
+            return
+        value = self.score(record.result)
+        if not math.isfinite(value) or value <= self._best_score:
+            return
+        self._best_score = value
+        try:
+            self._best_epoch_s, _ = self._final_epoch_seconds(self._search_space, record.arch, self._trainer,
+                                                              own_core=True)
+        except Exception as error:  # timing is advice: the candidates' pace still plans
+            log.warning("time budget: timing the final epoch of %s failed (%s)", record.arch.digest(), error)
+            return
+        log.info("time budget: new best %s: a final epoch ~%.0f s on a core of its own", record.arch.digest(),
+                 self._best_epoch_s)
+
     def _replan_search(self, plan: Plan) -> None:
-        """Move the search deadline to the final epochs' cost at the candidates' measured pace (a final
-        epoch keeps the first plan's ratio of images to a candidate's, validation included)."""
+        """Move the search deadline to the final epochs' cost: the best candidate's timed final epoch, or
+        before one is timed, the candidates' measured pace (a final epoch keeps the first plan's ratio of
+        images to a candidate's, validation included)."""
         candidate_s = float(np.quantile(self._paces, 0.75))
         epoch_s = candidate_s * plan.epoch_seconds / plan.candidate_seconds
+        if self._best_epoch_s is not None:
+            epoch_s = self._best_epoch_s
         deadline = plan.final_deadline - plan.final_epochs * epoch_s
         if abs(deadline - plan.search_deadline) > 1.0:
             log.debug("time budget: a final epoch ~%.0f s at the search's pace; the search deadline moves by %+.0f s",

@@ -167,6 +167,8 @@ def _build(cfg: DictConfig, output_dir: Path, executor: Any,
     trainer = train_evaluator(evaluator)
     if trainer is not None:  # a candidate whose size breaks a constraint is not trained
         trainer.screen_constraints = list(getattr(objective, "constraints", []))
+    if time_budget is not None:  # with fixed final epochs, each new best's final epoch is timed
+        time_budget.score = objective
     output_dir.mkdir(parents=True, exist_ok=True)  # written only now that every check passed
     history = History(output_dir / "history.jsonl", fingerprint=run_fingerprint(cfg))
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
