@@ -285,12 +285,12 @@ class TimeBudget:
     def on_candidate_end(self, record: Record, history: History) -> None:
         """Stop the search once the next candidate would end after the search deadline; log the time left.
 
-        With a fixed number of final epochs (``budget.final_epochs``), each successful candidate's own
-        cost corrects the final epoch's estimate (the first one comes from a few steps on random
-        data): a final epoch is taken to cost the 75th percentile of the candidates' CPU seconds
-        (``train/cpu_s``; wall seconds without it) per image, as on an otherwise idle core, and the
-        search deadline moves to match. (Otherwise the final training keeps ``final_fraction`` of the
-        time and :meth:`plan_final` fits its epochs to it.)
+        With a fixed number of final epochs (``budget.final_epochs``), the search deadline follows the
+        final epochs' cost: each new best candidate (by :attr:`score`) has its final epoch timed by short
+        real fits on one thread, as on a core of its own; until one is, a final epoch is taken to cost the
+        75th percentile of the candidates' CPU seconds (``train/cpu_s``; wall seconds without it) per
+        image (the very first estimate comes from a few steps on random data). (Otherwise the final
+        training keeps ``final_fraction`` of the time and :meth:`plan_final` fits its epochs to it.)
         """
         plan = self._require_plan()
         screened = bool(record.result.metrics.get(SCREENED))  # not trained: neither a pace nor a candidate's time
