@@ -127,8 +127,16 @@ def score_all(preset: str, overrides: list[str], archs: list[Architecture], epoc
 
 
 def parse_proxy(text: str) -> tuple[str, list[str]]:
+    """``NAME=override,override`` -> (NAME, overrides); a ``rungs=`` item must be increasing epochs ``a/b/...``."""
     name, _, overrides = text.partition("=")
-    return name, [o for o in overrides.split(",") if o]
+    items = [o for o in overrides.split(",") if o]
+    for item in items:
+        if item.startswith("rungs="):
+            parts = item.removeprefix("rungs=").split("/")
+            epochs = [int(p) for p in parts] if all(p.isdigit() for p in parts) else []
+            if not epochs or epochs[0] < 1 or epochs != sorted(set(epochs)):
+                raise SystemExit(f"--proxy {name!r}: rungs must be increasing epochs like rungs=1/3, got {item!r}")
+    return name, items
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

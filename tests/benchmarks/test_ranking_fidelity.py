@@ -58,3 +58,11 @@ def test_a_reference_of_other_architectures_is_refused(bench: ModuleType, tmp_pa
         bench.load_reference(path, "fashion_mnist", archs[::-1], 10, 13500, None)
     with pytest.raises(SystemExit, match="cannot read"):
         bench.load_reference(tmp_path / "missing.json", "fashion_mnist", archs, 10, 13500, None)
+
+
+def test_a_proxy_s_rungs_must_be_increasing_epochs(bench: ModuleType) -> None:
+    assert bench.parse_proxy("asha=evaluator.limit_train_batches=0.3,rungs=1/3") == (
+        "asha", ["evaluator.limit_train_batches=0.3", "rungs=1/3"])
+    for bad in ("rungs=3/1", "rungs=1/x", "rungs=0/2", "rungs="):
+        with pytest.raises(SystemExit, match="rungs must be increasing epochs like rungs=1/3"):
+            bench.parse_proxy(f"asha={bad}")
