@@ -465,6 +465,7 @@ class XnnpackTargetConfig:
     repeats: int = 30
     warmup: int = 5
     quantize: bool = False
+    clock: str = "wall"
 
 
 @dataclass

@@ -12,17 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
+from lightning_nas.baselines import BASELINES, build_baseline
 from lightning_nas.callbacks.pareto_logger import ParetoFrontLogger
 from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessReport, TransferReport
 from lightning_nas.callbacks.wandb_logger import arch_columns, run_names
 from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.hardware import HardwareEvaluator
+from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.export.package import DataInfo, package_architecture
+from lightning_nas.hardware.base import HardwareTarget
+from lightning_nas.hardware.profile import iter_profile
 from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
+from lightning_nas.objectives.reference import parse_reference, resolve_reference_bounds
 from lightning_nas.planner import TimeBudget, cpu_seconds, time_budget_from_config, train_evaluator
 from lightning_nas.preflight import (
     blame_budget,
@@ -99,14 +105,44 @@ def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, SearchMet
         raise ConfigError(blame_budget(cfg, str(error))) from error.__cause__
     evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
     method = method.resolve(space, evaluator)  # strategy=auto: chosen from the space, budget and evaluator's cost
-    if cfg.get("hardware") is not None:
-        evaluator = HardwareEvaluator(evaluator, build_node(cfg, "hardware"))
-    objective = build_node(cfg, "objective")
+    target = build_node(cfg, "hardware") if cfg.get("hardware") is not None else None
+    trainer = train_evaluator(evaluator)
+    if target is not None and trainer is not None:
+        trainer.hardware = target  # measured before training, so its latency can screen a candidate
+    elif target is not None:
+        evaluator = HardwareEvaluator(evaluator, target)
+    constraints = _reference_bounds(cfg, datamodule, trainer, target)
+    objective = build_node(cfg, "objective", **({} if constraints is None else {"constraints": constraints}))
     if cfg.get("executor") is not None:
         build_node(cfg, "executor")  # constructing one starts nothing; its settings are checked here
     check_one_batch(datamodule)
     check_budget(space, getattr(objective, "constraints", []))
     return datamodule, space, method, evaluator, objective
+
+
+def _reference_bounds(cfg: DictConfig, datamodule: Any, trainer: TrainEvaluator | None,
+                      target: HardwareTarget | None) -> dict[str, object] | None:
+    """The objective's constraints with bounds that name a baseline (``0.95x two_conv_cnn``) measured
+    like a candidate (model metrics, then the hardware target's); ``None`` when no bound names one."""
+    node = cfg.objective.get("constraints")
+    raw = OmegaConf.to_container(node, resolve=True) if node is not None else None
+    if not isinstance(raw, dict) or not any(parse_reference(value) for value in raw.values()):
+        return None
+    shape = tuple(int(s) for s in datamodule.input_shape)
+
+    def measure(name: str) -> dict[str, float]:
+        with torch.random.fork_rng(devices=[]):  # weights do not matter; keep the global RNG
+            model = build_baseline(name, shape, int(datamodule.num_classes))
+        repeats, threads = (trainer.latency_repeats, trainer.latency_threads) if trainer is not None else (20, 1)
+        figures = dict(iter_profile(model, shape, repeats, threads))
+        if target is not None:
+            figures.update(target.measure(model, shape))
+        return figures
+
+    try:
+        return resolve_reference_bounds({str(k): v for k, v in raw.items()}, measure, BASELINES)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def _export_top(cfg: DictConfig, space: Any, datamodule: Any, history: History, objective: Any, evaluator: Any,

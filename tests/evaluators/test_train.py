@@ -17,6 +17,7 @@ from lightning_nas.arch import Architecture
 from lightning_nas.evaluators import ClassificationModule, TrainEvaluator
 from lightning_nas.evaluators.classifier import _warmup_cosine, recalibrate_batchnorm
 from lightning_nas.evaluators.train import SCREENED
+from lightning_nas.hardware.base import HardwareTarget
 from lightning_nas.objectives.constraints import parse_constraints
 from lightning_nas.objectives.multi import INFEASIBLE_SCORE, MultiObjective
 from lightning_nas.spaces.base import SearchSpace
@@ -126,6 +127,50 @@ def test_a_candidate_breaking_a_size_constraint_is_not_trained(toy_space: Search
     # met, or only known after training: trained as usual
     evaluator.screen_constraints = parse_constraints({"max_params": params, "min_accuracy": 0.99})
     assert evaluator.evaluate(toy_space, ARCH).metrics["train/epochs"] == 2
+
+
+class _FixedLatency(HardwareTarget):
+    """A hardware target reporting ``latency`` ms and counting its measurements (or failing)."""
+
+    name = "fixed"
+
+    def __init__(self, latency: float, fail: bool = False) -> None:
+        self.latency, self.fail, self.calls = latency, fail, 0
+
+    def measure(self, model: nn.Module, input_shape: Any) -> dict[str, float]:
+        self.calls += 1
+        if self.fail:
+            raise OSError("no device")
+        return {"hw/latency_ms": self.latency, "hw/latency_p90_ms": self.latency}
+
+
+def test_a_hardware_target_measures_before_training_and_its_latency_screens(toy_space: SearchSpace,
+                                                                            digits: DigitsModule) -> None:
+    evaluator = TrainEvaluator(digits, max_epochs=1, max_steps=2, latency_repeats=2)
+    evaluator.hardware = target = _FixedLatency(5.0)
+    evaluator.screen_constraints = parse_constraints({"max_latency": 4.0})
+    slow = evaluator.evaluate(toy_space, ARCH)
+    assert slow.ok and slow.metrics[SCREENED] == 1.0 and slow.metrics["hw/latency_ms"] == 5.0
+    assert "train/epochs" not in slow.metrics and target.calls == 1
+    evaluator.screen_constraints = parse_constraints({"max_latency": 6.0})
+    fast = evaluator.evaluate(toy_space, ARCH)
+    assert fast.ok and SCREENED not in fast.metrics and fast.metrics["train/epochs"] == 1
+    assert fast.metrics["hw/latency_ms"] == 5.0  # the target's figure replaces the eager one
+    # a size already over budget is screened without the (costly) hardware measurement
+    evaluator.screen_constraints = parse_constraints({"max_params": 1, "max_latency": 6.0})
+    assert evaluator.evaluate(toy_space, ARCH).metrics[SCREENED] == 1.0 and target.calls == 2
+    # the final report carries the target's figures too
+    evaluator.final_max_epochs, evaluator.screen_constraints = 1, []
+    assert evaluator.test(toy_space, ARCH)["hw/latency_ms"] == 5.0 and target.calls == 3
+
+
+def test_a_failing_hardware_measurement_fails_the_candidate_with_the_target_named(toy_space: SearchSpace,
+                                                                                  digits: DigitsModule) -> None:
+    evaluator = TrainEvaluator(digits, max_epochs=1, max_steps=2, latency_repeats=2)
+    evaluator.hardware = _FixedLatency(1.0, fail=True)
+    result = evaluator.evaluate(toy_space, ARCH)
+    assert not result.ok and result.error == "RuntimeError: hardware.fixed: OSError: no device"
+    assert "model/params" in result.metrics  # what was measured before is kept
 
 
 def test_evaluate_is_deterministic_and_leaves_global_rng_alone(toy_space: SearchSpace,

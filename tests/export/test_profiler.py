@@ -62,6 +62,15 @@ def test_etdump_operator_profile_csv(pte: Path, tmp_path: Path) -> None:
     assert any("Convolution" in row["event"] for row in xnnpack_ops)
 
 
+def test_cpu_clock_times_the_calling_thread(pte: Path) -> None:
+    profile = profile_pte(pte, (1, 8, 8), repeats=10, warmup=2, threads=1, clock="cpu")
+    assert 0 < profile.median_ms <= profile.p90_ms
+    with pytest.raises(ValueError, match="clock 'cpu' times the calling thread only: it needs threads=1, got 2"):
+        profile_pte(pte, (1, 8, 8), threads=2, clock="cpu")
+    with pytest.raises(ValueError, match=r"clock must be one of \['cpu', 'wall'\], got 'gpu'"):
+        profile_pte(pte, (1, 8, 8), clock="gpu")
+
+
 def test_rejects_a_wrong_input_shape(pte: Path) -> None:
     with pytest.raises(ValueError, match="does not match"):
         profile_pte(pte, (3, 8, 8), repeats=1)

@@ -65,8 +65,9 @@ def test_cpu_target_reports_positive_latency_and_memory(clock: str) -> None:
     assert all(m.training for m in model.modules())
 
 
-def test_xnnpack_target_times_the_exported_program() -> None:
-    metrics = XnnpackTarget(threads=1, repeats=5, warmup=1).measure(tiny(), SHAPE)
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_xnnpack_target_times_the_exported_program(clock: str) -> None:
+    metrics = XnnpackTarget(threads=1, repeats=5, warmup=1, clock=clock).measure(tiny(), SHAPE)
     _positive_finite(metrics, "hw/latency_ms", "hw/latency_p90_ms", "hw/memory_mb")
 
 
@@ -79,6 +80,8 @@ def test_xnnpack_target_times_the_exported_program() -> None:
         (lambda: CpuTarget(threads=2, clock="cpu"), r"hardware\.threads=1"),
         (lambda: XnnpackTarget(warmup=-1), r"hardware\.warmup"),
         (lambda: XnnpackTarget(quantize="yes"), r"hardware\.quantize"),
+        (lambda: XnnpackTarget(clock="gpu"), r"hardware\.clock"),
+        (lambda: XnnpackTarget(threads=2, clock="cpu"), r"hardware\.threads=1"),
         (lambda: LookupTableTarget("no/such/table.json"), r"hardware\.table"),
     ],
 )

@@ -76,7 +76,7 @@ class TrainMultiFidelity(Evaluator):
         model = ev.build(space, arch)
         if arch not in self._profiles:
             profile: dict[str, float] = {}
-            ev._profile_into(profile, model, space)
+            ev._measure_into(profile, model, space, arch)
             self._profiles[arch] = profile
         metrics.update(self._profiles[arch])
         if ev.screened(arch, metrics):

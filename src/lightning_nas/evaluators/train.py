@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -24,6 +24,9 @@ from lightning_nas.evaluators.classifier import ClassificationModule, Recalibrat
 from lightning_nas.evaluators.ema import EMAWeights
 from lightning_nas.hardware.profile import iter_profile
 from lightning_nas.spaces.base import SearchSpace
+
+if TYPE_CHECKING:
+    from lightning_nas.hardware.base import HardwareTarget
 
 __all__ = ["SCREENED", "TrainEvaluator", "derive_seed", "seeded"]
 
@@ -204,6 +207,10 @@ class TrainEvaluator(Evaluator):
         measured before training (``model/params``, ``model/macs``, ``hw/*``): a candidate that breaks
         one is not trained (``search/screened`` = 1); its constraint violation alone scores it. The app
         sets the objective's constraints here."""
+        self.hardware: HardwareTarget | None = None
+        """A hardware target (``hardware=xnnpack``, say) that measures each candidate before it is
+        trained, once its size passes :attr:`screen_constraints`: its latency can then screen the
+        candidate too. Its figures replace the eager ones under the same names. The app sets it."""
         self.final_max_epochs = max_epochs if final_max_epochs is None else final_max_epochs
         self.final_limit_train_batches = (limit_train_batches if final_limit_train_batches is None
                                           else final_limit_train_batches)
@@ -248,6 +255,8 @@ class TrainEvaluator(Evaluator):
         metrics: dict[str, float] = {}
         model = self.build(space, arch)
         self._profile_into(metrics, model, space)
+        if self.hardware is not None:
+            metrics.update(self._hardware_figures(space, arch))
         module = self.fit_model(model, self.final_max_epochs, num_classes=space.num_classes,
                                 seed=self._seed(arch, "train"), limit_train_batches=self.final_limit_train_batches,
                                 progress=self.final_progress, final=True)
@@ -316,7 +325,7 @@ class TrainEvaluator(Evaluator):
     def _score_candidate(self, space: SearchSpace, arch: Architecture, metrics: dict[str, float]) -> None:
         """The body of :meth:`evaluate`: fills ``metrics`` step by step (kept if a later step raises)."""
         model = self.build(space, arch)
-        self._profile_into(metrics, model, space)
+        self._measure_into(metrics, model, space, arch)
         if self.screened(arch, metrics):
             return
         module = self.fit_model(model, num_classes=space.num_classes, seed=self._seed(arch, "train"))
@@ -329,15 +338,33 @@ class TrainEvaluator(Evaluator):
     def screened(self, arch: Architecture, metrics: dict[str, float]) -> bool:
         """Whether the model metrics measured so far break one of :attr:`screen_constraints`; if so,
         ``metrics`` gets ``search/screened`` = 1 (the candidate is not to be trained)."""
-        broken = [c for c in self.screen_constraints if c.key in metrics and c.violation(metrics) > 0]
+        broken = self._broken(metrics)
         if broken:
             log.debug("candidate %s breaks %s: not trained", arch.digest(), ", ".join(map(str, broken)))
             metrics[SCREENED] = 1.0
         return bool(broken)
 
+    def _broken(self, metrics: dict[str, float]) -> list[Any]:
+        return [c for c in self.screen_constraints if c.key in metrics and c.violation(metrics) > 0]
+
     def _profile_into(self, metrics: dict[str, float], model: nn.Module, space: SearchSpace) -> None:
         for name, value in iter_profile(model, space.input_shape, self.latency_repeats, self.latency_threads):
             metrics[name] = value
+
+    def _measure_into(self, metrics: dict[str, float], model: nn.Module, space: SearchSpace,
+                      arch: Architecture) -> None:
+        """The model metrics, then the :attr:`hardware` target's figures unless the size already
+        breaks a screen constraint (an export costs seconds; a screened candidate needs none)."""
+        self._profile_into(metrics, model, space)
+        if self.hardware is not None and not self._broken(metrics):
+            metrics.update(self._hardware_figures(space, arch))
+
+    def _hardware_figures(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:
+        assert self.hardware is not None
+        try:
+            return self.hardware.measure_candidate(space, arch)
+        except Exception as error:
+            raise RuntimeError(f"hardware.{self.hardware.name}: {type(error).__name__}: {error}") from error
 
     def _check_space(self, space: SearchSpace) -> None:
         for key in ("input_shape", "num_classes"):
