@@ -156,11 +156,15 @@ def test_a_hardware_target_measures_before_training_and_its_latency_screens(toy_
     fast = evaluator.evaluate(toy_space, ARCH)
     assert fast.ok and SCREENED not in fast.metrics and fast.metrics["train/epochs"] == 1
     assert fast.metrics["hw/latency_ms"] == 5.0  # the target's figure replaces the eager one
+    # a bound below the eager latency but above the target's: the eager figure must not screen it
+    evaluator.hardware, evaluator.screen_constraints = _FixedLatency(1e-4), parse_constraints({"max_latency": 1e-3})
+    assert SCREENED not in evaluator.evaluate(toy_space, ARCH).metrics
+    evaluator.hardware = target
     # a size already over budget is screened without the (costly) hardware measurement
     evaluator.screen_constraints = parse_constraints({"max_params": 1, "max_latency": 6.0})
     assert evaluator.evaluate(toy_space, ARCH).metrics[SCREENED] == 1.0 and target.calls == 2
     # the final report carries the target's figures too
-    evaluator.final_max_epochs, evaluator.screen_constraints = 1, []
+    evaluator.final_max_epochs, evaluator.screen_constraints, digits.test_allowed = 1, [], True
     assert evaluator.test(toy_space, ARCH)["hw/latency_ms"] == 5.0 and target.calls == 3
 
 
