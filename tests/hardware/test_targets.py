@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -66,9 +67,12 @@ def test_cpu_target_reports_positive_latency_and_memory(clock: str) -> None:
 
 
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
-def test_xnnpack_target_times_the_exported_program(clock: str) -> None:
-    metrics = XnnpackTarget(threads=1, repeats=5, warmup=1, clock=clock).measure(tiny(), SHAPE)
+def test_xnnpack_target_times_the_exported_program(clock: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        metrics = XnnpackTarget(threads=1, repeats=5, warmup=1, clock=clock).measure(tiny(), SHAPE)
     _positive_finite(metrics, "hw/latency_ms", "hw/latency_p90_ms", "hw/memory_mb")
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("lightning_nas.export")]
+    assert logging.getLogger("lightning_nas.export").level == logging.NOTSET  # restored
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -158,7 +159,7 @@ class XnnpackTarget(HardwareTarget):
 
         shape = tuple(int(s) for s in input_shape)
         example = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
-        with tempfile.TemporaryDirectory(prefix="lightning_nas_pte_") as tmp:
+        with tempfile.TemporaryDirectory(prefix="lightning_nas_pte_") as tmp, _quiet("lightning_nas.export"):
             path = Path(tmp) / "model.pte"
             start = time.perf_counter()
             export_model(model, example, path, quantize=self.quantize)
@@ -166,6 +167,18 @@ class XnnpackTarget(HardwareTarget):
             profile = profile_pte(path, shape, self.repeats, self.warmup, self.threads, clock=self.clock)
         return {"hw/latency_ms": profile.median_ms, "hw/latency_p90_ms": profile.p90_ms,
                 "hw/memory_mb": profile.planned_memory_bytes / MIB, "hw/export_s": seconds}
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Raise logger ``name`` to WARNING inside the block (a temporary export per candidate is no news)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @register_hardware("lookup_table")
