@@ -72,6 +72,15 @@ def thread_time_latency(model: nn.Module, input_shape: Sequence[int], repeats: i
     return LatencyStats(statistics.median(ordered), p90, statistics.fmean(ordered))
 
 
+def _check_clock(clock: object, threads: int) -> None:
+    """``hardware.clock`` is ``"wall"`` or ``"cpu"``; ``"cpu"`` times the calling thread, so it needs one thread."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"hardware.clock must be 'wall' or 'cpu', got {clock!r}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"hardware.clock 'cpu' times the calling thread only: it needs hardware.threads=1, "
+                         f"got {threads}")
+
+
 @register_hardware("cpu")
 class CpuTarget(HardwareTarget):
     """Eager PyTorch on this machine's CPU, batch size 1 (median and p90 of timed passes).
@@ -97,11 +106,7 @@ class CpuTarget(HardwareTarget):
 
     def __init__(self, threads: int = 1, repeats: int = 30, warmup: int = 5, clock: str = "wall") -> None:
         self.threads, self.repeats, self.warmup = timing_args(threads, repeats, warmup)
-        if clock not in ("wall", "cpu"):
-            raise ValueError(f"hardware.clock must be 'wall' or 'cpu', got {clock!r}")
-        if clock == "cpu" and self.threads != 1:
-            raise ValueError(f"hardware.clock 'cpu' times the calling thread only: it needs hardware.threads=1, "
-                             f"got {self.threads}")
+        _check_clock(clock, self.threads)
         self.clock = clock
 
     def _stats(self, model: nn.Module, input_shape: Sequence[int]) -> LatencyStats:
@@ -146,11 +151,7 @@ class XnnpackTarget(HardwareTarget):
         self.threads, self.repeats, self.warmup = timing_args(threads, repeats, warmup)
         if not isinstance(quantize, bool):
             raise ValueError(f"hardware.quantize must be true or false, got {quantize!r}")
-        if clock not in ("wall", "cpu"):
-            raise ValueError(f"hardware.clock must be 'wall' or 'cpu', got {clock!r}")
-        if clock == "cpu" and self.threads != 1:
-            raise ValueError(f"hardware.clock 'cpu' times the calling thread only: it needs hardware.threads=1, "
-                             f"got {self.threads}")
+        _check_clock(clock, self.threads)
         self.quantize, self.clock = quantize, clock
 
     def measure(self, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
