@@ -134,7 +134,7 @@ def _reference_bounds(cfg: DictConfig, datamodule: Any, trainer: TrainEvaluator 
         with torch.random.fork_rng(devices=[]):  # weights do not matter; keep the global RNG
             model = build_baseline(name, shape, int(datamodule.num_classes))
         repeats, threads = (trainer.latency_repeats, trainer.latency_threads) if trainer is not None else (20, 1)
-        figures = dict(iter_profile(model, shape, repeats, threads))
+        figures = dict(iter_profile(model, shape, repeats, threads, size_only=target is not None))
         if target is not None:
             figures.update(target.measure(model, shape))
         return figures

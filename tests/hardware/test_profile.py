@@ -11,6 +11,7 @@ from torch import nn
 from lightning_nas.hardware import (
     count_macs,
     count_params,
+    iter_profile,
     measure_latency,
     peak_activation_memory,
     profile_model,
@@ -90,6 +91,11 @@ def test_profile_model_names_and_values() -> None:
     # peak: input (768 B) + conv out (2048 B) + relu out (2048 B)
     assert metrics["hw/memory_mb"] == pytest.approx((768 + 2048 + 2048) / 2**20)
     assert all(isinstance(v, float) and v > 0 for v in metrics.values())
+
+
+def test_size_only_profile_stops_after_the_size() -> None:
+    model = conv_linear()
+    assert dict(iter_profile(model, (3, 8, 8), size_only=True)) == {"model/params": 314.0, "model/macs": 13904.0}
 
 
 def test_profiling_leaves_global_rng_untouched() -> None:

@@ -347,8 +347,10 @@ class TrainEvaluator(Evaluator):
     def _broken(self, metrics: dict[str, float]) -> list[Any]:
         return [c for c in self.screen_constraints if c.key in metrics and c.violation(metrics) > 0]
 
-    def _profile_into(self, metrics: dict[str, float], model: nn.Module, space: SearchSpace) -> None:
-        for name, value in iter_profile(model, space.input_shape, self.latency_repeats, self.latency_threads):
+    def _profile_into(self, metrics: dict[str, float], model: nn.Module, space: SearchSpace,
+                      size_only: bool = False) -> None:
+        for name, value in iter_profile(model, space.input_shape, self.latency_repeats, self.latency_threads,
+                                        size_only):
             metrics[name] = value
 
     def _measure_into(self, metrics: dict[str, float], model: nn.Module, space: SearchSpace,
@@ -357,14 +359,8 @@ class TrainEvaluator(Evaluator):
         breaks a screen constraint (an export costs seconds; a screened candidate needs none). With
         a target, the eager ``hw/*`` figures are not measured: the target's replace them, and a
         latency bound must not screen on the eager latency first."""
-        if self.hardware is None:
-            self._profile_into(metrics, model, space)
-            return
-        for name, value in iter_profile(model, space.input_shape, self.latency_repeats, self.latency_threads):
-            if name.startswith("hw/"):  # the size comes first; the rest is the target's to measure
-                break
-            metrics[name] = value
-        if not self._broken(metrics):
+        self._profile_into(metrics, model, space, size_only=self.hardware is not None)
+        if self.hardware is not None and not self._broken(metrics):
             metrics.update(self._hardware_figures(space, arch))
 
     def _hardware_figures(self, space: SearchSpace, arch: Architecture) -> dict[str, float]:

@@ -207,7 +207,8 @@ def peak_activation_memory(model: nn.Module, input_shape: InputShape) -> int:
 
 
 def iter_profile(
-    model: nn.Module, input_shape: InputShape, latency_repeats: int = 20, latency_threads: int = 1
+    model: nn.Module, input_shape: InputShape, latency_repeats: int = 20, latency_threads: int = 1,
+    size_only: bool = False,
 ) -> Iterator[tuple[str, float]]:
     """Yield ``(metric name, value)`` one metric at a time, cheapest first.
 
@@ -219,9 +220,12 @@ def iter_profile(
         input_shape: shape of one input sample, without the batch dimension.
         latency_repeats: timed forward passes for the latency figures.
         latency_threads: intra-op CPU threads for the latency figures.
+        size_only: only ``model/params`` and ``model/macs`` (a hardware target measures the rest).
     """
     yield "model/params", float(count_params(model))
     yield "model/macs", float(count_macs(model, input_shape))
+    if size_only:
+        return
     yield "hw/memory_mb", peak_activation_memory(model, input_shape) / 2**20
     stats = measure_latency(model, input_shape, repeats=latency_repeats, threads=latency_threads)
     yield "hw/latency_ms", stats.median_ms
