@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightning_nas.spaces.cell_ops import CELL_OPS, NB201_OPS
-from lightning_nas.spaces.fused_cell import FusedNB201Cell, average_pool_3x3, batch_norm_saving_output
+from lightning_nas.spaces.fused_cell import FusedNB201Cell, average_pool_3x3, scaled_batch_norm
 from lightning_nas.spaces.nb201 import EDGES, NB201Cell
 
 
@@ -70,13 +70,33 @@ def test_ops_with_zero_weight_are_skipped_without_changing_the_result() -> None:
     assert not calls and [EDGES.index((j, 0)) for j in (1, 2, 3)] == fused.rows[0]
 
 
-def test_output_saving_batch_norm_gradient_matches_autograd() -> None:
+def test_scaled_batch_norm_matches_batch_norm_times_scale_with_gradients() -> None:
     z = torch.randn(4, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(3, dtype=torch.float64).add(0.1).requires_grad_()
     norm = nn.BatchNorm2d(3, affine=False).double()
-    assert torch.autograd.gradcheck(lambda t: batch_norm_saving_output(t, norm), (z,))
+    assert torch.autograd.gradcheck(lambda t, s: scaled_batch_norm(t, norm, s), (z, scale))
     reference = nn.BatchNorm2d(3, affine=False).double()
-    torch.testing.assert_close(batch_norm_saving_output(z, norm), reference(z))
-    assert int(norm.num_batches_tracked) > 0
+    norm = nn.BatchNorm2d(3, affine=False).double()
+    torch.testing.assert_close(scaled_batch_norm(z, norm, scale), reference(z) * scale.view(1, -1, 1, 1))
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    torch.testing.assert_close(norm.running_var, reference.running_var)  # unbiased, as torch keeps it
+    assert int(norm.num_batches_tracked) == 1
+
+
+def test_scaled_batch_norm_with_a_zero_scale_gives_finite_gradients() -> None:
+    z = torch.randn(4, 3, 5, 5, requires_grad=True)
+    scale = torch.tensor([0.0, 0.5, 1.0])
+    norm = nn.BatchNorm2d(3, affine=False)
+    out = scaled_batch_norm(z, norm, scale)
+    (grad,) = torch.autograd.grad((out * torch.randn_like(out)).sum(), z)
+    assert torch.isfinite(grad).all() and not grad[:, 0].any() and grad[:, 1:].abs().sum() > 0
+    assert not out[:, 0].any()
+
+
+def test_scaled_batch_norm_needs_two_values_per_channel() -> None:
+    z = torch.randn(1, 3, 1, 1, requires_grad=True)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        scaled_batch_norm(z, nn.BatchNorm2d(3, affine=False), torch.ones(3))
 
 
 def test_checkpointed_cell_gives_the_same_gradients_and_statistics() -> None:

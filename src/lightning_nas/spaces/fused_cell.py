@@ -3,10 +3,12 @@
 All edges leaving a node read the same input, so per source node the cell computes one ReLU, one
 average pool, one grouped-by-concatenation 1x1 conv and one 3x3 conv whose output channels hold
 every outgoing edge, and one BatchNorm over them (per channel, so identical to one BN per edge).
-Each edge then takes its channel slice, and the node sums the alpha-weighted terms. ``none`` is never
-computed (its term is zero), nor is an op whose weight is zero on every edge of a node when the
-weights need no gradient. The search-phase BatchNorm (no affine) keeps only its output for the
-backward pass (:class:`_OutputSavingBatchNorm`): the conv output is freed after the forward.
+The BatchNorm scales each edge's channel slice by the edge's alpha weight for the op, so the
+weighted conv terms leave the normalisation pass ready to add, and the alpha gradient comes out of
+the BatchNorm's backward kernel; each node's sum is accumulated in place. ``none`` is never computed
+(its term is zero), nor is an op whose weight is zero on every edge of a node when the weights need no
+gradient. The search-phase BatchNorm (no affine, :class:`_ScaledBatchNorm`) keeps only its output for
+the backward pass: the conv output is freed after the forward.
 
 Example:
     >>> cell = FusedNB201Cell(8)
@@ -26,57 +28,74 @@ from torch import nn
 
 from lightning_nas.spaces.cell_ops import NB201_OPS, channel_shuffle
 
-__all__ = ["FusedNB201Cell", "average_pool_3x3", "batch_norm_saving_output"]
+__all__ = ["FusedNB201Cell", "average_pool_3x3", "scaled_batch_norm"]
 
 EDGES: tuple[tuple[int, int], ...] = tuple((j, i) for j in range(1, 4) for i in range(j))
 SKIP, CONV1, CONV3, POOL = (NB201_OPS.index(n) for n in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3",
                                                            "avg_pool_3x3"))
 
 
-class _OutputSavingBatchNorm(torch.autograd.Function):
-    """Training-mode BatchNorm without affine that saves its output (not its input) for backward.
+class _ScaledBatchNorm(torch.autograd.Function):
+    """Training-mode BatchNorm without affine whose output channels are scaled: ``scale * (z - mean) * rstd``.
 
-    With ``y = (z - mean) * rstd`` the input gradient is ``rstd * (g - mean(g) - y * mean(g * y))``
-    (means over batch and space), so ``y`` and ``rstd`` suffice; the output is kept anyway by the
-    alpha-weighted sum that follows, so the conv output ``z`` need not be.
+    The scale is the alpha weight of each channel's edge, so the mixed op's weighted term comes out of
+    the normalisation pass itself. Statistics are taken in two passes (mean, then the centred sum of
+    squares): on CPU about twice as fast as ``native_batch_norm`` on NCHW tensors, and as exact. Only
+    the output is saved: with ``y = out / scale`` the input gradient is
+    ``scale * rstd * (g - mean(g) - y * mean(g * y))`` and the scale's is ``sum(g * y)`` (means and sums
+    over batch and space), which the native backward kernel computes in one call. A channel whose scale
+    is exactly zero outputs zeros and gets zero gradients, its scale's included (its ``y`` is not kept).
     """
 
     @staticmethod
     def forward(
-        ctx: Any, z: torch.Tensor, norm: nn.BatchNorm2d, update_stats: bool
+        ctx: Any, z: torch.Tensor, scale: torch.Tensor, norm: nn.BatchNorm2d, update_stats: bool
     ) -> torch.Tensor:
-        momentum = 0.1 if norm.momentum is None else norm.momentum
-        running = update_stats and norm.track_running_stats and norm.running_mean is not None
-        y, _, rstd = torch.native_batch_norm(
-            z, None, None, norm.running_mean if running else None, norm.running_var if running else None,
-            True, momentum, norm.eps,
-        )
-        if running and norm.num_batches_tracked is not None:
-            norm.num_batches_tracked.add_(1)
-        ctx.save_for_backward(y, rstd)
-        return y
+        dims, count = (0, 2, 3), z.numel() // z.shape[1]
+        if count < 2:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(z.shape)}")
+        mean = z.mean(dims, keepdim=True)
+        centred = z - mean
+        var = (centred * centred).mean(dims)
+        rstd = torch.rsqrt(var + norm.eps)
+        if update_stats and norm.track_running_stats and norm.running_mean is not None:
+            momentum = 0.1 if norm.momentum is None else norm.momentum
+            assert norm.running_var is not None
+            norm.running_mean.lerp_(mean.flatten(), momentum)
+            norm.running_var.lerp_(var * (count / (count - 1)), momentum)
+            if norm.num_batches_tracked is not None:
+                norm.num_batches_tracked.add_(1)
+        out = centred.mul_((rstd * scale).view(1, -1, 1, 1))
+        ctx.save_for_backward(out, rstd, scale)
+        return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        y, rstd = ctx.saved_tensors
-        # the native kernel with input y, mean 0, invstd 1 and weight rstd computes exactly that
-        zeros, ones = torch.zeros_like(rstd), torch.ones_like(rstd)
-        grad_z, _, _ = torch.ops.aten.native_batch_norm_backward(
-            grad.contiguous(), y, rstd, None, None, zeros, ones, True, 0.0, [True, False, False]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        out, rstd, scale = ctx.saved_tensors
+        # the native kernel, given input out, mean 0 and invstd 1/scale, normalises out back to y; its
+        # weight scale * rstd * scale makes the input gradient's factor scale * rstd (a zero scale: factor 0)
+        safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+        grad_z, grad_scale, _ = torch.ops.aten.native_batch_norm_backward(
+            grad.contiguous(), out, scale * rstd * safe, None, None, torch.zeros_like(rstd), safe.reciprocal(),
+            True, 0.0, [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False],
         )
-        return grad_z, None, None
+        return grad_z, grad_scale, None, None
 
 
-def batch_norm_saving_output(z: torch.Tensor, norm: nn.BatchNorm2d, update_stats: bool = True) -> torch.Tensor:
-    """``norm(z)`` for a non-affine BatchNorm; in training with autograd only the output is saved.
+def scaled_batch_norm(
+    z: torch.Tensor, norm: nn.BatchNorm2d, scale: torch.Tensor, update_stats: bool = True
+) -> torch.Tensor:
+    """``norm(z) * scale`` per channel for a non-affine BatchNorm; in training only the output is saved.
 
     ``update_stats=False`` leaves the running statistics alone (a checkpointed forward run again).
     """
-    if norm.affine or not norm.training or not torch.is_grad_enabled() or not z.requires_grad:
-        if update_stats:
-            return norm(z)
-        return F.batch_norm(z, None, None, None, None, True, 0.0, norm.eps) if norm.training else norm(z)
-    return cast(torch.Tensor, _OutputSavingBatchNorm.apply(z, norm, update_stats))
+    if norm.affine or not norm.training or not torch.is_grad_enabled() or not (z.requires_grad or scale.requires_grad):
+        if update_stats or not norm.training:
+            normed = norm(z)
+        else:
+            normed = F.batch_norm(z, None, None, None, None, True, 0.0, norm.eps)
+        return normed * scale.view(1, -1, 1, 1)
+    return cast(torch.Tensor, _ScaledBatchNorm.apply(z, scale, norm, update_stats))
 
 
 def average_pool_3x3(x: torch.Tensor) -> torch.Tensor:
@@ -130,44 +149,42 @@ class FusedNB201Cell(nn.Module):
     def _cell(self, x: torch.Tensor, weights: torch.Tensor, update_stats: bool) -> torch.Tensor:
         sums: list[torch.Tensor | None] = [x, None, None, None]
         for i, ops in enumerate(self.sources):
-            node = sums[i]
-            assert node is not None
-            terms = self._edge_terms(node, cast(_SourceOps, ops), weights[self.rows[i]], update_stats)
-            for j, term in zip(range(i + 1, 4), terms, strict=True):
-                previous = sums[j]
-                sums[j] = term if previous is None else previous + term
+            self._add_edges(sums, i, cast(_SourceOps, ops), weights[self.rows[i]], update_stats)
         out = sums[3]
         assert out is not None
         return out
 
-    def _edge_terms(
-        self, node: torch.Tensor, ops: _SourceOps, weights: torch.Tensor, update_stats: bool
-    ) -> list[torch.Tensor]:
-        """The mixed-op output of every edge leaving ``node``; ``weights`` holds their alpha rows."""
-        c = self.channels
+    def _add_edges(
+        self, sums: list[torch.Tensor | None], source: int, ops: _SourceOps, weights: torch.Tensor, update_stats: bool
+    ) -> None:
+        """Adds the mixed-op output of every edge leaving node ``source`` to its target node's sum.
+
+        ``weights`` holds the edges' alpha rows; the conv terms come out of the BatchNorm already weighted.
+        """
+        c, node = self.channels, sums[source]
+        assert node is not None
         active = node[:, :c] if self.partial > 1 else node
         used = self._used_ops(weights)
-        outputs: dict[int, torch.Tensor] = {}
+        convs: list[tuple[torch.Tensor, ...]] = []
         if used[CONV1] or used[CONV3]:
             relu = F.relu(active)
-            if used[CONV1]:
-                outputs[CONV1] = batch_norm_saving_output(ops.conv1(relu), ops.bn1, update_stats)
-            if used[CONV3]:
-                outputs[CONV3] = batch_norm_saving_output(ops.conv3(relu), ops.bn3, update_stats)
-        if used[POOL]:
-            pool = average_pool_3x3(active)
-        slices = {op: value.split(c, dim=1) for op, value in outputs.items()}  # one cat in the backward
-        terms = []
-        for t, row in enumerate(weights.unbind(0)):
-            total = row[SKIP] * active if used[SKIP] else torch.zeros_like(active)
-            for op, parts in slices.items():
-                total = torch.addcmul(total, row[op], parts[t])
-            if used[POOL]:
-                total = torch.addcmul(total, row[POOL], pool)
-            if self.partial > 1:
-                total = channel_shuffle(torch.cat([total, node[:, c:]], dim=1), self.partial)
-            terms.append(total)
-        return terms
+            for op, conv, norm in ((CONV1, ops.conv1, ops.bn1), (CONV3, ops.conv3, ops.bn3)):
+                if used[op]:
+                    scale = weights[:, op].repeat_interleave(c)
+                    convs.append(scaled_batch_norm(conv(relu), norm, scale, update_stats).split(c, dim=1))
+        pool = average_pool_3x3(active) if used[POOL] else None
+        for t, (row, target) in enumerate(zip(weights.unbind(0), range(source + 1, 4), strict=True)):
+            scaled = [(row[SKIP], active)] if used[SKIP] else []
+            if pool is not None:
+                scaled.append((row[POOL], pool))
+            plain = [parts[t] for parts in convs]
+            if self.partial == 1:
+                sums[target] = _sum_terms(sums[target], plain, scaled, active)
+            else:
+                term = _sum_terms(None, plain, scaled, active)
+                term = channel_shuffle(torch.cat([term, node[:, c:]], dim=1), self.partial)
+                previous = sums[target]
+                sums[target] = term if previous is None else previous + term
 
     @staticmethod
     def _used_ops(weights: torch.Tensor) -> list[bool]:
@@ -175,3 +192,22 @@ class FusedNB201Cell(nn.Module):
         if weights.requires_grad:
             return [True] * weights.shape[1]
         return [bool(v) for v in weights.ne(0).any(0).tolist()]
+
+
+def _sum_terms(
+    total: torch.Tensor | None,
+    plain: list[torch.Tensor],
+    scaled: list[tuple[torch.Tensor, torch.Tensor]],
+    like: torch.Tensor,
+) -> torch.Tensor:
+    """``total + sum(plain) + sum(w * t for w, t in scaled)``, accumulated in place into one new tensor.
+
+    ``total`` must be a tensor this function made (never a saved or shared one); ``None`` starts a new sum.
+    """
+    if total is None and len(plain) > 1:
+        total, plain = plain[0] + plain[1], plain[2:]
+    for term in plain:
+        total = term.clone() if total is None else total.add_(term)
+    for weight, term in scaled:
+        total = weight * term if total is None else total.addcmul_(weight, term)
+    return torch.zeros_like(like) if total is None else total
