@@ -1,0 +1,158 @@
+"""Seed-to-seed spread of the flagship's final training: one network trained with several seeds.
+
+Reading the flagship table needs it: two networks whose test accuracies differ by less than this
+spread are not told apart by one run each. The script trains ``--model`` (a baseline's name, or an
+``arch.json`` of the preset's search space) with the preset's final-training recipe for ``--epochs``
+epochs, once per seed ``0 .. --seeds - 1`` (initialisation and data order both follow the seed),
+``--jobs`` at a time in worker processes of one thread each, and prints each test accuracy, their
+mean, standard deviation and range. With ``--output FILE`` the figures also go to a JSON file.
+
+Usage::
+
+    python benchmarks/seed_spread.py --model resnet_small --seeds 4 --epochs 15 --jobs 2
+    python benchmarks/seed_spread.py --model outputs/fm_full/best/arch.json --seeds 4 --epochs 15
+    python benchmarks/seed_spread.py --model two_conv_cnn --quick      # CI-sized: a few hundred images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_nas.arch import Architecture
+from lightning_nas.baselines import BASELINES, build_baseline
+from lightning_nas.config import build_node, register_configs
+from lightning_nas.evaluators.train import derive_seed, seeded
+
+QUICK_OVERRIDES = ["data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200",
+                   "data.batch_size=64"]
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    test_acc: float
+    seconds: float
+    cpu_seconds: float
+
+
+def compose_config(preset: str, quick: bool, overrides: list[str]) -> DictConfig:
+    """The preset's config (its data, space and final-training recipe) with any overrides."""
+    register_configs()
+    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
+        return compose(config_name="config",
+                       overrides=[f"experiment={preset}", *(QUICK_OVERRIDES if quick else []), *overrides])
+
+
+def build_model(model: str, cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
+    """A baseline by name, or the network of an ``arch.json`` in the preset's search space."""
+    if model in BASELINES:
+        return build_baseline(model, input_shape, num_classes)
+    path = Path(model)
+    if not path.is_file():
+        names = ", ".join(sorted(BASELINES))
+        raise SystemExit(f"--model {model!r}: neither a baseline ({names}) nor an arch.json file")
+    space = build_node(cfg, "search_space")
+    return space.build(space.validate(Architecture.load(path)))
+
+
+def train_one(model: str, config_file: str, seed: int, epochs: int) -> SeedRun:
+    """Worker: train ``model`` with the final recipe and ``seed`` on one thread, and test it."""
+    torch.set_num_threads(1)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    cfg = OmegaConf.load(config_file)
+    assert isinstance(cfg, DictConfig)
+    datamodule = build_node(cfg, "data")
+    evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
+    run_seed = derive_seed(seed, "seed_spread", model)
+    with seeded(run_seed):
+        network = build_model(model, cfg, tuple(datamodule.input_shape), int(datamodule.num_classes))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    module = evaluator.fit_model(network, epochs, num_classes=int(datamodule.num_classes), seed=run_seed,
+                                 limit_train_batches=evaluator.final_limit_train_batches, final=True)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return SeedRun(seed, float(evaluator.test_model(module)["test/acc"]), seconds, cpu_seconds)
+
+
+def _train_all(args: argparse.Namespace, config_file: str) -> Iterator[SeedRun]:
+    """Every seed's run, in seed order: in worker processes, or in this process with ``--jobs 1``."""
+    if args.jobs == 1:
+        threads = torch.get_num_threads()
+        try:
+            for seed in range(args.seeds):
+                yield train_one(args.model, config_file, seed, args.epochs)
+        finally:
+            torch.set_num_threads(threads)
+        return
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(train_one, args.model, config_file, seed, args.epochs) for seed in range(args.seeds)]
+        for future in futures:
+            yield future.result()
+
+
+def summarise(runs: list[SeedRun]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one run) and range of the test accuracies."""
+    accs = [r.test_acc for r in runs]
+    return {"mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "min": min(accs), "max": max(accs)}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a baseline name or an arch.json of the preset's space")
+    parser.add_argument("--preset", default="fashion_mnist", help="experiment preset giving data and recipe")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds 0 .. N-1")
+    parser.add_argument("--epochs", type=int, default=15, help="final-training epochs per seed")
+    parser.add_argument("--jobs", type=int, default=2, help="seeds trained at once (one thread each)")
+    parser.add_argument("--quick", action="store_true", help="CI-sized: a few hundred images")
+    parser.add_argument("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the preset")
+    args = parser.parse_args(argv)
+    for key in ("seeds", "epochs", "jobs"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key} must be a positive integer, got {getattr(args, key)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    cfg = compose_config(args.preset, args.quick, args.overrides)
+    datamodule = build_node(cfg, "data")
+    build_model(args.model, cfg, tuple(datamodule.input_shape), int(datamodule.num_classes))  # fail fast
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        config_file = str(Path(folder) / "config.yaml")
+        OmegaConf.save(cfg, config_file)
+        runs = []
+        for run in _train_all(args, config_file):
+            runs.append(run)
+            print(f"seed {run.seed}: test accuracy {run.test_acc:.4f} ({run.seconds:.0f} s, "
+                  f"{run.cpu_seconds:.0f} CPU s)", flush=True)
+    summary = summarise(runs)
+    print(f"{args.model}, {args.epochs} epochs, {args.seeds} seeds ({args.preset} final recipe): test accuracy "
+          f"mean {summary['mean']:.4f}, std {summary['std']:.4f}, range {summary['min']:.4f}-{summary['max']:.4f}; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    result = {"model": args.model, "preset": args.preset, "epochs": args.epochs, "quick": args.quick,
+              "overrides": args.overrides, "runs": [asdict(r) for r in runs], **summary}
+    if args.output is not None:
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

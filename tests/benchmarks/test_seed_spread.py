@@ -1,0 +1,43 @@
+"""benchmarks/seed_spread.py: one network trained with several seeds, CI-sized."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from data_files import write_fashion
+
+BENCHMARK = "seed_spread"  # benchmarks/seed_spread.py, loaded by the bench fixture (conftest.py)
+
+
+def test_seeds_give_different_runs_and_a_summary(bench: ModuleType, tmp_path: Path) -> None:
+    data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
+    out = tmp_path / "spread.json"
+    result = bench.main(["--model", "two_conv_cnn", "--quick", "--seeds", "2", "--epochs", "1", "--jobs", "1",
+                         "--output", str(out), f"data.data_dir={data}"])
+    assert [run["seed"] for run in result["runs"]] == [0, 1]
+    accs = [run["test_acc"] for run in result["runs"]]
+    assert all(0.0 <= a <= 1.0 for a in accs)
+    assert result["mean"] == pytest.approx(sum(accs) / 2) and result["min"] == min(accs)
+    assert json.loads(out.read_text())["std"] == pytest.approx(result["std"])
+
+
+def test_summary_of_one_run_has_no_spread(bench: ModuleType) -> None:
+    summary = bench.summarise([bench.SeedRun(0, 0.9, 1.0, 1.0)])
+    assert summary == {"mean": 0.9, "std": 0.0, "min": 0.9, "max": 0.9}
+
+
+def test_unknown_model_is_named(bench: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="'no_such_net': neither a baseline"):
+        bench.main(["--model", "no_such_net", "--quick", f"data.data_dir={tmp_path}"])
+
+
+def test_seeds_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--model", "two_conv_cnn", "--seeds", "0"])
+    assert "--seeds must be a positive integer, got 0" in capsys.readouterr().err
