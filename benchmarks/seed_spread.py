@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
 from lightning_nas.baselines import BASELINES, build_baseline
-from lightning_nas.config import build_node, register_configs
+from lightning_nas.cli_errors import compose_or_fail
+from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.train import derive_seed, seeded
 
 QUICK_OVERRIDES = ["data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200",
@@ -52,11 +52,13 @@ class SeedRun:
 
 
 def compose_config(preset: str, quick: bool, overrides: list[str]) -> DictConfig:
-    """The preset's config (its data, space and final-training recipe) with any overrides."""
-    register_configs()
-    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
-        return compose(config_name="config",
-                       overrides=[f"experiment={preset}", *(QUICK_OVERRIDES if quick else []), *overrides])
+    """The preset's config (its data, space and final-training recipe) with any overrides, composed as
+    the app composes it; a bad override ends the script with the app's one-line error naming it."""
+    try:
+        return compose_or_fail("lightning_nas.conf", "config",
+                               [f"experiment={preset}", *(QUICK_OVERRIDES if quick else []), *overrides])
+    except ConfigError as error:
+        raise SystemExit(f"seed_spread: {error}") from error
 
 
 def build_model(model: str, cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
@@ -155,4 +157,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    main(sys.argv[1:])

@@ -15,7 +15,7 @@ from data_files import write_fashion
 BENCHMARK = "seed_spread"  # benchmarks/seed_spread.py, loaded by the bench fixture (conftest.py)
 
 
-def test_seeds_give_different_runs_and_a_summary(bench: ModuleType, tmp_path: Path) -> None:
+def test_every_seed_is_trained_and_summarised(bench: ModuleType, tmp_path: Path) -> None:
     data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
     out = tmp_path / "spread.json"
     result = bench.main(["--model", "two_conv_cnn", "--quick", "--seeds", "2", "--epochs", "1", "--jobs", "1",
@@ -41,3 +41,8 @@ def test_seeds_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         bench.main(["--model", "two_conv_cnn", "--seeds", "0"])
     assert "--seeds must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_bad_override_is_named_in_one_line(bench: ModuleType) -> None:
+    with pytest.raises(SystemExit, match=r"^seed_spread: .*evaluator\.no_such_key[^\n]*$"):
+        bench.main(["--model", "two_conv_cnn", "--quick", "evaluator.no_such_key=3"])
