@@ -7,7 +7,8 @@ SGD weight steps (lr 0.025, weight decay 3e-4, grad-norm clip 5) and Adam archit
 ``nni.nas.hub.pytorch.NasBench201`` (its own space; its stem takes 3 channels, so the gray images
 are broadcast to 3) turned into a supernet by ``nni.nas.strategy.DARTS`` and trained by its
 ``DartsLightningModule`` through its ``Classification`` evaluator (no ``NasExperiment``).
-Our side also runs PC-DARTS (K=4, with and without activation checkpointing) and second-order DARTS.
+Our side also runs PC-DARTS (K=4, with and without activation checkpointing) and second-order DARTS
+(central-difference Hessian-vector product as in DARTS, and ``hessian_difference="forward"``).
 
 Every run is a separate child process, so its peak RSS (``ru_maxrss``: the whole process, imports
 included; about 1 GiB of it is importing torch and Lightning) is its own, and "training MiB" is that
@@ -44,9 +45,10 @@ from typing import Any
 import torch
 
 WEIGHT_LR, WEIGHT_DECAY, ARCH_LR, GRAD_CLIP = 0.025, 3e-4, 3e-4, 5.0
-RUNS = ("ours", "nni", "ours_pc4", "ours_pc4_ckpt", "ours_second")
+RUNS = ("ours", "nni", "ours_pc4", "ours_pc4_ckpt", "ours_second", "ours_second_fwd")
 LABELS = {"ours": "lightning_nas DARTS", "nni": "NNI 3.0 DARTS", "ours_pc4": "lightning_nas PC-DARTS K=4",
-          "ours_pc4_ckpt": "  + activation checkpointing", "ours_second": "lightning_nas DARTS 2nd order"}
+          "ours_pc4_ckpt": "  + activation checkpointing", "ours_second": "lightning_nas DARTS 2nd order",
+          "ours_second_fwd": "  forward-difference HVP"}
 
 
 @dataclass
@@ -115,7 +117,8 @@ def _datamodule(batch_size: int) -> Any:
     return FashionMNISTDataModule(batch_size=batch_size, max_train_samples=512, max_val_samples=512)
 
 
-def run_ours(args: argparse.Namespace, partial: int, order: str, checkpointing: bool) -> Any:
+def run_ours(args: argparse.Namespace, partial: int, order: str, checkpointing: bool,
+             hessian_difference: str = "central") -> Any:
     import lightning as L
 
     from lightning_nas.spaces.nb201 import NB201Space
@@ -127,7 +130,8 @@ def run_ours(args: argparse.Namespace, partial: int, order: str, checkpointing: 
     with tempfile.TemporaryDirectory() as root:
         module = DartsModule(space, epochs=1, order=order, partial_channels=partial,  # type: ignore[arg-type]
                              weight_lr=WEIGHT_LR, weight_decay=WEIGHT_DECAY, arch_lr=ARCH_LR, grad_clip=GRAD_CLIP,
-                             output_dir=root, activation_checkpointing=checkpointing)
+                             output_dir=root, activation_checkpointing=checkpointing,
+                             hessian_difference=hessian_difference)  # type: ignore[arg-type]
         timer = _timer(L.Callback, args.warmup)
         trainer = L.Trainer(callbacks=[timer], **_trainer_kwargs(args.steps, root))
         trainer.fit(module, datamodule=BilevelDataModule(data))
@@ -197,7 +201,8 @@ def child(run: str, args: argparse.Namespace) -> None:
         timer = run_nni(args)
     else:
         partial = 4 if run.startswith("ours_pc4") else 1
-        timer = run_ours(args, partial, "second" if run == "ours_second" else "first", run.endswith("_ckpt"))
+        order = "second" if run.startswith("ours_second") else "first"
+        timer = run_ours(args, partial, order, run.endswith("_ckpt"), "forward" if run.endswith("_fwd") else "central")
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     payload = {"median_s": statistics.median(timer.times), "cpu_s": statistics.median(timer.cpu_times),
                "rss_mib": rss_mib, "step_mib": rss_mib - timer.rss_before}
@@ -234,10 +239,11 @@ def _table(results: dict[str, Result]) -> str:
             if pc is not None and pc.rss_mib:
                 rows.append(f"{label:<32} {pc.time / nni_.time:>8.3f} {pc.cpu / nni_.cpu:>10.3f} "
                             f"{pc.rss / nni_.rss:>13.3f} {pc.step_memory / nni_.step_memory:>13.3f}")
-    second = results.get("ours_second")
-    if second is not None and second.step_s and ours.step_s:
-        rows.append(f"{'2nd order / 1st order (ours)':<32} {second.time / ours.time:>8.3f} "
-                    f"{second.cpu / ours.cpu:>10.3f}")
+    seconds = (("ours_second", "2nd order / 1st order (ours)"), ("ours_second_fwd", "  forward HVP / 1st order"))
+    for run, label in seconds:
+        second = results.get(run)
+        if second is not None and second.step_s and ours.step_s:
+            rows.append(f"{label:<32} {second.time / ours.time:>8.3f} {second.cpu / ours.cpu:>10.3f}")
     return "\n".join(rows)
 
 

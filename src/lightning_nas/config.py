@@ -300,6 +300,7 @@ class DartsConfig:
     collapse_action: str = "warn"
     seed: int = II("seed")
     activation_checkpointing: bool = False
+    hessian_difference: str = "central"
 
 
 @dataclass

@@ -83,6 +83,35 @@ def test_finite_difference_hvp_matches_autograd() -> None:
     torch.testing.assert_close(approx, exact, rtol=1e-3, atol=1e-7)
 
 
+def test_forward_difference_hvp_matches_autograd_in_one_pass() -> None:
+    loss, params, alpha, train, _ = _tiny_problem()
+    vector = [torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))]
+    (g_w,) = torch.autograd.grad(loss(params, train), [params["w"]], create_graph=True)
+    (exact,) = torch.autograd.grad((g_w * vector[0]).sum(), [alpha])
+    (base,) = torch.autograd.grad(loss(params, train), [alpha])
+    calls = []
+
+    def counted(p: dict[str, torch.Tensor], batch: tuple) -> torch.Tensor:
+        calls.append(batch)
+        return loss(p, batch)
+
+    (forward,) = finite_difference_hvp(counted, params, [alpha], vector, train, base_grads=[base])
+    assert len(calls) == 1
+    (central,) = finite_difference_hvp(loss, params, [alpha], vector, train)
+    torch.testing.assert_close(forward, exact, rtol=2e-2, atol=1e-6)  # O(eps) ...
+    assert (forward - exact).norm() > (central - exact).norm()  # ... against central's O(eps^2)
+
+
+def test_unrolled_gradient_with_forward_differences_is_close_to_exact() -> None:
+    loss, params, alpha, train, val = _tiny_problem()
+    lr, wd = 0.5, 1e-2
+    (g_w,) = torch.autograd.grad(loss(params, train), [params["w"]], create_graph=True)
+    (exact,) = torch.autograd.grad(loss({"w": params["w"] - lr * (g_w + wd * params["w"])}, val), [alpha])
+    (base,) = torch.autograd.grad(loss(params, train), [alpha])
+    (approx,) = unrolled_arch_gradients(loss, params, [alpha], train, val, lr, wd, train_arch_grads=[base])
+    torch.testing.assert_close(approx, exact, rtol=1e-2, atol=1e-6)
+
+
 def test_unrolled_gradient_matches_the_exact_second_order_gradient() -> None:
     loss, params, alpha, train, val = _tiny_problem()
     lr, wd = 0.5, 1e-2
@@ -156,6 +185,9 @@ def test_alphas_are_parameters_separate_from_weights() -> None:
     assert module.derive_genotype()["normal/node1/inputs"] == (1, 2)
     with pytest.raises(ValueError, match="order"):
         DartsModule(NB201Space((1, 8, 8), 3, cells_per_stage=1, channels=4), order="third")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hessian_difference must be 'central' or 'forward', got 'backward'"):
+        DartsModule(NB201Space((1, 8, 8), 3, cells_per_stage=1, channels=4), order="second",
+                    hessian_difference="backward")  # type: ignore[arg-type]
 
 
 def test_bilevel_datamodule_zips_train_and_val_batches() -> None:

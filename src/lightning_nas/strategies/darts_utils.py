@@ -38,9 +38,17 @@ def count_ops(arch: Mapping[str, Any], prefix: str = "normal/", ops: frozenset[s
 
 
 def finite_difference_hvp(
-    loss: LossFn, params: Params, arch: Sequence[torch.Tensor], vector: Sequence[torch.Tensor], batch: Any
+    loss: LossFn,
+    params: Params,
+    arch: Sequence[torch.Tensor],
+    vector: Sequence[torch.Tensor],
+    batch: Any,
+    base_grads: Sequence[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
-    """``d/d(arch) [grad_w loss . vector]`` by central differences, with ``eps = 0.01 / ||vector||`` (DARTS eq. 8).
+    """``d/d(arch) [grad_w loss . vector]`` by finite differences, with ``eps = 0.01 / ||vector||`` (DARTS eq. 8).
+
+    Central differences (two passes, error O(eps^2)) by default; given ``base_grads``, the arch gradient
+    of ``loss`` at ``params`` itself, forward differences from it (one pass, error O(eps)).
 
     Args:
         loss: ``loss(params, batch)``; it must depend on the tensors in ``arch``.
@@ -48,13 +56,17 @@ def finite_difference_hvp(
         arch: architecture parameters.
         vector: one tensor per entry of ``params``.
         batch: the (training) batch.
+        base_grads: ``grad_arch loss(params, batch)`` (one per entry of ``arch``), or None.
     """
     norm = torch.cat([v.flatten() for v in vector]).norm()
     eps = 0.01 / norm.clamp_min(1e-12)
+    signs = (1.0, -1.0) if base_grads is None else (1.0,)
     grads = []
-    for sign in (1.0, -1.0):
+    for sign in signs:
         moved = {n: p.detach() + sign * eps * v for (n, p), v in zip(params.items(), vector, strict=True)}
         grads.append(_grads(loss(moved, batch), arch))
+    if base_grads is not None:
+        return [(plus - base.detach()) / eps for plus, base in zip(grads[0], base_grads, strict=True)]
     return [(plus - minus) / (2 * eps) for plus, minus in zip(*grads, strict=True)]
 
 
@@ -67,6 +79,7 @@ def unrolled_arch_gradients(
     lr: float,
     weight_decay: float = 0.0,
     train_grads: Sequence[torch.Tensor] | None = None,
+    train_arch_grads: Sequence[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Second-order DARTS gradient of the validation loss with respect to ``arch``.
 
@@ -82,6 +95,8 @@ def unrolled_arch_gradients(
         lr: learning rate of the virtual step (the weight optimiser's current one).
         weight_decay: weight decay of the virtual step.
         train_grads: ``grad_w L_train(w)`` when already computed (one per entry of ``params``), else None.
+        train_arch_grads: ``grad_a L_train(w)`` (one per entry of ``arch``): the Hessian-vector product
+            then takes forward differences from it (one training pass instead of two), else central ones.
     """
     if train_grads is None:
         g_train = _grads(loss(params, train_batch), list(params.values()))
@@ -93,7 +108,7 @@ def unrolled_arch_gradients(
     }
     grads = _grads(loss(unrolled, val_batch), [*arch, *unrolled.values()])
     d_arch, vector = grads[: len(arch)], grads[len(arch) :]
-    implicit = finite_difference_hvp(loss, params, arch, vector, train_batch)
+    implicit = finite_difference_hvp(loss, params, arch, vector, train_batch, train_arch_grads)
     return [d - lr * h for d, h in zip(d_arch, implicit, strict=True)]
 
 
