@@ -69,8 +69,11 @@ def build_model(model: str, cfg: DictConfig, input_shape: tuple[int, ...], num_c
     if not path.is_file():
         names = ", ".join(sorted(BASELINES))
         raise SystemExit(f"--model {model!r}: neither a baseline ({names}) nor an arch.json file")
-    space = build_node(cfg, "search_space")
-    return space.build(space.validate(Architecture.load(path)))
+    space = build_node(cfg, "search_space", input_shape=input_shape, num_classes=num_classes)
+    try:
+        return space.build(space.validate(Architecture.load(path)))
+    except (ValueError, KeyError) as error:
+        raise SystemExit(f"--model {model}: not an architecture of the preset's search space: {error}") from error
 
 
 def train_one(model: str, config_file: str, seed: int, epochs: int) -> SeedRun:

@@ -27,6 +27,29 @@ def test_every_seed_is_trained_and_summarised(bench: ModuleType, tmp_path: Path)
     assert json.loads(out.read_text())["std"] == pytest.approx(result["std"])
 
 
+def test_an_arch_json_of_the_presets_space_is_trained(bench: ModuleType, tmp_path: Path) -> None:
+    import numpy as np
+
+    from lightning_nas.config import build_node
+
+    data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
+    cfg = bench.compose_config("fashion_mnist", True, [f"data.data_dir={data}"])
+    space = build_node(cfg, "search_space", input_shape=(1, 28, 28), num_classes=10)
+    arch_file = tmp_path / "arch.json"
+    space.sample(np.random.default_rng(0)).save(arch_file)
+    result = bench.main(["--model", str(arch_file), "--quick", "--seeds", "1", "--epochs", "1", "--jobs", "1",
+                         f"data.data_dir={data}"])
+    assert len(result["runs"]) == 1 and 0.0 <= result["runs"][0]["test_acc"] <= 1.0
+
+
+def test_an_arch_json_of_another_space_is_refused(bench: ModuleType, tmp_path: Path) -> None:
+    data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
+    arch_file = tmp_path / "arch.json"
+    arch_file.write_text('{"no_such_decision": 3}')
+    with pytest.raises(SystemExit, match="not an architecture of the preset's search space"):
+        bench.main(["--model", str(arch_file), "--quick", f"data.data_dir={data}"])
+
+
 def test_summary_of_one_run_has_no_spread(bench: ModuleType) -> None:
     summary = bench.summarise([bench.SeedRun(0, 0.9, 1.0, 1.0)])
     assert summary == {"mean": 0.9, "std": 0.0, "min": 0.9, "max": 0.9}
