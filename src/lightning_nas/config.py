@@ -123,6 +123,7 @@ class HybridConvNetConfig(EfficientConvNetConfig):
     _target_: str = "lightning_nas.spaces.HybridConvNetSpace"
     block_types: list[str] = field(default_factory=lambda: ["mbconv", "conv", "residual"])
     stage_stride_choices: list[list[int]] | None = None
+    decision_scope: str = "block"
 
 
 @dataclass

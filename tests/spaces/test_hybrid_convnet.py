@@ -50,3 +50,27 @@ def test_resnet_small_baseline_has_about_the_two_conv_cnn_macs() -> None:
     model = resnet_small((1, 28, 28), 10)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert 2.5e6 < count_macs(model, (1, 28, 28)) < 5e6
+
+
+def test_stage_scope_gives_every_block_of_a_stage_the_same_choices() -> None:
+    options = {**SMALL, "kernel_sizes": [3, 5], "expansions": [3, 6], "stage_depths": [2, 3]}
+    per_block = HybridConvNetSpace((1, 28, 28), 10, **options)
+    per_stage = HybridConvNetSpace((1, 28, 28), 10, decision_scope="stage", **options)
+    assert {"stage0/type", "stage1/type", "stage1/kernel", "stage1/expansion"} <= set(per_stage.decisions)
+    assert not any("/block" in label for label in per_stage.decisions)
+    assert per_stage.cardinality < per_block.cardinality
+    arch = {label: choice.candidates[0] for label, choice in per_stage.decisions.items()}
+    arch.update({"stage0/type": "residual", "stage1/type": "mbconv", "stage1/kernel": 5})
+    net = per_stage.build(arch)
+    assert all(isinstance(block, ResidualBlock) for block in net.stage0)
+    kernels = {m.kernel_size for block in net.stage1 for m in block.modules()
+               if isinstance(m, nn.Conv2d) and m.groups > 1}
+    assert len(net.stage1) == 3 and kernels == {(5, 5)}  # every MBConv of stage 1 takes the stage's kernel
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    supernet = per_stage.supernet()
+    assert net(torch.zeros(1, 1, 28, 28)).shape == supernet(torch.zeros(1, 1, 28, 28)).shape
+
+
+def test_bad_decision_scope_is_named() -> None:
+    with pytest.raises(ValueError, match="decision_scope must be one of \\['block', 'stage'\\], got 'layer'"):
+        HybridConvNetSpace((1, 28, 28), 10, decision_scope="layer", **SMALL)

@@ -2,8 +2,8 @@
 
 Depthwise convolutions (MBConv) have few MACs but run far below a CPU's dense-convolution
 throughput; on small images a plain 3x3 convolution or a ResNet basic block of modest width is
-often both faster per image and quicker to learn. This space lets the search pick, per block,
-among the three, and per stage whether it downsamples.
+often both faster per image and quicker to learn. This space lets the search pick, per block (or per
+stage, MnasNet's factorised hierarchical space), among the three, and per stage whether it downsamples.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from lightning_nas.spaces.base import register_space
 from lightning_nas.spaces.efficient_convnet import EfficientConvNetSpace, _scaled_depth
 from lightning_nas.spaces.ops import ACTIVATIONS, MBConv, check_values, choice, conv_norm_act, projection
 
-__all__ = ["BLOCK_TYPES", "HybridConvNetSpace", "ResidualBlock"]
+__all__ = ["BLOCK_TYPES", "DECISION_SCOPES", "HybridConvNetSpace", "ResidualBlock"]
 
 BLOCK_TYPES = ("mbconv", "conv", "residual")
+DECISION_SCOPES = ("block", "stage")
 
 
 class ResidualBlock(nn.Module):
@@ -46,17 +47,25 @@ class HybridConvNetSpace(EfficientConvNetSpace):
     plain 3x3 conv-BN-act, ``residual`` for a ResNet basic block) and ``stage{s}/stride`` where
     ``stage_stride_choices[s]`` holds more than one stride. MBConv's kernel, expansion and
     squeeze-excite decisions only count for MBConv blocks. Every other argument is
-    :class:`EfficientConvNetSpace`'s.
+    :class:`EfficientConvNetSpace`'s. With ``decision_scope="stage"`` the blocks of a stage share one
+    type (and one kernel, expansion and squeeze-excite ratio): ``stage{s}/type`` and so on, as in
+    MnasNet's factorised hierarchical space: far fewer architectures (no stage mixes kinds of block),
+    each decision with a larger effect on the network.
 
     Args:
         block_types: the block kinds to choose from (a single one fixes it).
         stage_stride_choices: per stage, the strides (1, 2) its first block may take; None keeps
             ``stage_strides``.
+        decision_scope: ``"block"`` (each block its own type, kernel, expansion, SE ratio) or ``"stage"``
+            (one set per stage, shared by its blocks).
         width_multipliers, ...: as in :class:`EfficientConvNetSpace`.
 
     Example:
         >>> space = HybridConvNetSpace((1, 28, 28), 10, stage_stride_choices=[[1], [1, 2], [2], [1, 2]])
         >>> "stage1/stride" in space.decisions and "stage0/block0/type" in space.decisions
+        True
+        >>> staged = HybridConvNetSpace((1, 28, 28), 10, decision_scope="stage")
+        >>> "stage1/type" in staged.decisions and staged.cardinality < space.cardinality
         True
     """
 
@@ -82,7 +91,11 @@ class HybridConvNetSpace(EfficientConvNetSpace):
         head_channels: int = 160,
         activation: str = "swish",
         dropout: float = 0.0,
+        decision_scope: str = "block",
     ) -> None:
+        if decision_scope not in DECISION_SCOPES:
+            raise ValueError(f"decision_scope must be one of {list(DECISION_SCOPES)}, got {decision_scope!r}")
+        self.decision_scope = decision_scope
         self.block_types = check_values("block_types", block_types, lambda v: v in BLOCK_TYPES,
                                         f"names from {list(BLOCK_TYPES)}")
         super().__init__(input_shape, num_classes, width_multipliers, depth_multipliers, kernel_sizes, expansions,
@@ -110,7 +123,7 @@ class HybridConvNetSpace(EfficientConvNetSpace):
         return Repeat(block, derive(_scaled_depth, self.stage_depths[index], depth))
 
     def _block(self, stage: int, b: int, cin: Any, cout: Any, stride: int) -> nn.Module:
-        prefix = f"stage{stage}/block{b}"
+        prefix = f"stage{stage}" if self.decision_scope == "stage" else f"stage{stage}/block{b}"
         act = ACTIVATIONS[self.activation]
 
         def mbconv() -> nn.Module:
