@@ -257,6 +257,17 @@ def test_final_epochs_fill_the_time_with_a_share_of_each_epoch() -> None:
     assert epochs == 1 and 0.05 <= evaluator.final_limit_train_batches < 1.0
 
 
+def test_a_final_share_of_an_epoch_is_at_least_one_batch() -> None:
+    """No time left on little data (4 batches an epoch): the share must still be one batch, which Lightning
+    requires (0.05 of 4 batches stopped the run in a MisconfigurationException before the test report)."""
+    budget, _, evaluator, space = _planned(600.0)
+    assert budget.plan is not None
+    budget.plan.final_deadline = time.perf_counter() - 10.0  # the search used up the time
+    budget.plan_final(space, space.sample(np.random.default_rng(2)), evaluator)
+    length = len(evaluator.datamodule.train_dataloader())
+    assert length < 20 and int(length * evaluator.final_limit_train_batches) >= 1
+
+
 def _cfg(tmp_path: Path, *overrides: str):
     register_configs()
     with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):

@@ -227,8 +227,11 @@ class TimeBudget:
         epochs = self._epochs_for(available, epoch_s, math.ceil)
         limit = trainer.final_limit_train_batches
         if isinstance(limit, float) and epochs * epoch_s > available:
-            # the last part of an epoch would not fit: every epoch takes the same share of the images instead
-            trainer.final_limit_train_batches = max(0.05, limit * max(0.0, available) / (epochs * epoch_s))
+            # the last part of an epoch would not fit: every epoch takes the same share of the images instead,
+            # at least one batch (Lightning refuses a share under one; 1e-9: 49 * (1 / 49) < 1 in floats)
+            train_n, _, batch = _split_sizes(trainer)
+            one_batch = min(1.0, 1.0 / max(1, train_n // batch) + 1e-9)
+            trainer.final_limit_train_batches = max(0.05, one_batch, limit * max(0.0, available) / (epochs * epoch_s))
             epoch_s *= trainer.final_limit_train_batches / limit
         trainer.final_max_epochs = epochs
         trainer.final_callbacks = [*trainer.final_callbacks, DeadlineCallback(self, plan.final_deadline)]
