@@ -145,6 +145,20 @@ def test_channels_last_scores_equal_and_leave_the_supernet_alone(trained: Supern
         assert param.stride() == stride and torch.equal(param, value), name
 
 
+@pytest.mark.parametrize("measure_hardware", [False, True])
+def test_channels_last_subnets_count_every_parameter(trained: SupernetModule, space: SearchSpace,
+                                                     measure_hardware: bool) -> None:
+    """The channels_last copies of the convolution weights are parameters of the subnet too: model/params
+    left them out (4.4K instead of 66.1K for an efficient_convnet path), so max_params let big subnets in."""
+    rng = np.random.default_rng(2)
+    archs = sorted({space.sample(rng) for _ in range(4)}, key=lambda a: a.digest())
+    evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=measure_hardware, channels_last=True,
+                                  latency_repeats=1)
+    for arch in archs:
+        expected = sum(p.numel() for p in freeze(trained.supernet, arch).parameters())
+        assert evaluator.evaluate(space, arch).metrics["model/params"] == expected
+
+
 def test_bad_candidate_fails_without_raising(trained: SupernetModule, space: SearchSpace) -> None:
     evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False)
     result = evaluator.evaluate(space, Architecture({"width": 5}))

@@ -184,7 +184,8 @@ class SupernetEvaluator(Evaluator):
             for module in model.modules():
                 weight = getattr(module, "weight", None)
                 if isinstance(module, nn.Conv2d) and isinstance(weight, torch.Tensor):
-                    module.weight = nn.Parameter(_as_channels_last(weight.detach()), requires_grad=False)
+                    # requires_grad as the original: count_params (model/params) counts trainable parameters
+                    module.weight = nn.Parameter(_as_channels_last(weight.detach()), requires_grad=weight.requires_grad)
         return self._calibrated(model)
 
     def _calibrated(self, model: nn.Module) -> nn.Module:
