@@ -34,11 +34,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.baselines import BASELINES, build_baseline
-from lightning_nas.config import build_node, register_configs
+from lightning_nas.cli_errors import compose_or_fail
+from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
 from lightning_nas.export.profiler import profile_pte
@@ -86,15 +86,17 @@ class ModelFigures:
 
 def compose_config(preset: str, output_dir: Path, quick: bool, data_dir: str | None,
                    overrides: list[str]) -> DictConfig:
-    """The experiment's config with the benchmark's output folder and any overrides."""
-    register_configs()
+    """The experiment's config with the benchmark's output folder and any overrides, composed as the app
+    composes it; a bad override or preset ends the script with the app's one-line error naming it."""
     extra = [f"experiment={preset}", f"output_dir={output_dir}"]
     if quick:
         extra += QUICK_OVERRIDES
     if data_dir:
         extra.append(f"data.data_dir={data_dir}")
-    with initialize_config_module(config_module="lightning_nas.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=[*extra, *overrides])
+    try:
+        return compose_or_fail("lightning_nas.conf", "config", [*extra, *overrides])
+    except ConfigError as error:
+        raise SystemExit(f"fashion_mnist: {error}") from error
 
 
 def executorch_latency(model: torch.nn.Module, input_shape: tuple[int, ...], folder: Path,

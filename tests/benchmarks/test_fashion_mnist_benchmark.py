@@ -77,6 +77,15 @@ def test_unknown_baseline_flag_is_named(bench: ModuleType, capsys: pytest.Captur
     assert "--baselines: unknown baseline(s) ['resnet']" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("args", "named"), [(["--", "budget.evaluation=2"], r"budget\.evaluation"),
+                                              (["--preset", "fashion_mnist_smal"], r"fashion_mnist_smal")])
+def test_bad_override_or_preset_is_named_in_one_line(bench: ModuleType, tmp_path: Path, args: list[str],
+                                                     named: str) -> None:
+    with pytest.raises(SystemExit, match=rf"^fashion_mnist: [^\n]*{named}[^\n]*$"):
+        bench.main(["--quick", "--output", str(tmp_path / "run"), *args])
+    assert not (tmp_path / "run").exists()
+
+
 class _Job:
     def __init__(self, running: bool) -> None:
         self._running = running
