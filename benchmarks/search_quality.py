@@ -415,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                               metric=args.metric, key=args.key, fidelity=args.fidelity)
     except (EvaluatorConfigError, ValueError) as error:
         parser.exit(2, f"search_quality: error: {error}\n")
+    except FileNotFoundError as error:
+        parser.exit(2, f"search_quality: error: --table: no such file or shipped table: {error.filename}\n")
     print(format_quality(numbers))
     json_path = Path(args.json or Path(args.plot).with_suffix(".json"))
     json_path.write_text(json.dumps(numbers, indent=1) + "\n")

@@ -82,6 +82,16 @@ def test_cli_writes_json_and_png_and_missing_rows_are_one_line(bench: ModuleType
     assert err.count("\n") == 1 and "is not in the table" in err
 
 
+def test_missing_table_file_is_one_line(bench: ModuleType, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--table", str(tmp_path / "nb201_cifar10.csv"), "--strategies", "random", "--queries", "5",
+                    "--seeds", "1", "--plot", str(tmp_path / "p.png")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--table" in err and "nb201_cifar10.csv" in err
+
+
 @pytest.mark.slow
 def test_shipped_table_regenerates_byte_identical(tmp_path: Path) -> None:
     import importlib.util
