@@ -5,7 +5,9 @@ preset's MAC and parameter budgets), scores each with every ``--proxy`` (the sea
 ``TrainEvaluator`` with that proxy's overrides: what a candidate costs during the search), then
 trains each alone for ``--epochs`` epochs with the final recipe and takes its validation
 accuracy. Prints, per proxy, Kendall tau (``scipy.stats.kendalltau``) against that reference and
-the CPU seconds it spent; writes ``ranking_fidelity.json`` to ``--output``.
+the CPU seconds it spent; writes ``ranking_fidelity.json`` to ``--output``. An architecture whose fit
+fails has no score: each distinct reason is logged and printed with how many architectures it hit, and
+the tau of a ranking with a missing score is reported as not computed (null in the JSON).
 
     python benchmarks/ranking_fidelity.py                       # the full figure: 12 archs, 10 epochs
     python benchmarks/ranking_fidelity.py --reference-train-samples 13500   # reference on a quarter of the images
@@ -82,10 +84,11 @@ def sample_archs(space: SearchSpace, count: int, seed: int, max_macs: float | No
     raise RuntimeError(f"found only {len(archs)} architectures within the budgets")
 
 
-def score_one(preset: str, overrides: list[str], arch_json: str, epochs: int | None) -> tuple[float, float]:
-    """One architecture's score and CPU seconds: the search's validation accuracy (``epochs`` None; at the
-    last of ``rungs=a/b/...`` when the overrides hold it) or the validation accuracy after ``epochs``
-    stand-alone epochs with the final recipe."""
+def score_one(preset: str, overrides: list[str], arch_json: str,
+              epochs: int | None) -> tuple[float, float, str | None]:
+    """One architecture's score, CPU seconds and why it has no score (None when scored): the search's
+    validation accuracy (``epochs`` None; at the last of ``rungs=a/b/...`` when the overrides hold it) or
+    the validation accuracy after ``epochs`` stand-alone epochs with the final recipe."""
     rungs = [int(r) for o in overrides if o.startswith("rungs=") for r in o.removeprefix("rungs=").split("/")]
     cfg = compose_preset(preset, [o for o in overrides if not o.startswith("rungs=")])
     data = build_node(cfg, "data")
@@ -93,19 +96,41 @@ def score_one(preset: str, overrides: list[str], arch_json: str, epochs: int | N
     evaluator: TrainEvaluator = build_node(cfg, "evaluator", datamodule=data)
     arch = Architecture.from_json(arch_json)
     started = cpu_seconds()
-    if epochs is None and rungs:
-        fidelity, state = TrainMultiFidelity(evaluator), None
-        for rung in rungs:
-            result, state = fidelity.evaluate_at(space, arch, rung, state)
+    if epochs is None:
+        if rungs:
+            fidelity, state = TrainMultiFidelity(evaluator), None
+            for rung in rungs:
+                result, state = fidelity.evaluate_at(space, arch, rung, state)
+                if not result.ok:
+                    break
+        else:
+            result = evaluator.evaluate(space, arch)
         score = float(result.metrics.get("search/val_acc", float("nan")))
-    elif epochs is None:
-        score = float(evaluator.evaluate(space, arch).metrics.get("search/val_acc", float("nan")))
-    else:
-        module = evaluator.fit_model(evaluator.build(space, arch), epochs, num_classes=space.num_classes,
-                                     seed=derive_seed(evaluator.seed, arch.digest(), "train"),
-                                     limit_train_batches=evaluator.final_limit_train_batches, final=True)
-        score = float(evaluator.validate_model(module)["val/acc"])
-    return score, cpu_seconds() - started
+        reason = result.error if not result.ok else _missing_score(result.metrics)
+        return (float("nan") if reason else score), cpu_seconds() - started, reason
+    module = evaluator.fit_model(evaluator.build(space, arch), epochs, num_classes=space.num_classes,
+                                 seed=derive_seed(evaluator.seed, arch.digest(), "train"),
+                                 limit_train_batches=evaluator.final_limit_train_batches, final=True)
+    score = float(evaluator.validate_model(module)["val/acc"])
+    return score, cpu_seconds() - started, None if np.isfinite(score) else f"validation accuracy is {score}"
+
+
+def _missing_score(metrics: dict[str, float]) -> str | None:
+    """Why an evaluation that did not fail still has no finite ``search/val_acc`` (None when it has one)."""
+    if metrics.get("search/screened"):
+        return "screened out by the preset's screen constraints (not trained)"
+    score = metrics.get("search/val_acc")
+    return None if score is not None and np.isfinite(score) else f"search/val_acc is {score}"
+
+
+def score_or_reason(preset: str, overrides: list[str], arch_json: str,
+                    epochs: int | None) -> tuple[float, float, str | None]:
+    """:func:`score_one`, with an exception it raises as the reason (``Type: message``) of a nan score."""
+    try:
+        return score_one(preset, overrides, arch_json, epochs)
+    except Exception as error:  # one architecture's failure must not lose the others' scores
+        log.debug("%s failed", arch_json, exc_info=True)
+        return float("nan"), 0.0, f"{type(error).__name__}: {error}"
 
 
 def _one_thread() -> None:
@@ -113,17 +138,24 @@ def _one_thread() -> None:
 
 
 def score_all(preset: str, overrides: list[str], archs: list[Architecture], epochs: int | None, jobs: int,
-              label: str) -> tuple[list[float], float]:
-    """:func:`score_one` for every architecture, ``jobs`` at a time (one-thread workers when ``jobs`` > 1)."""
+              label: str) -> tuple[list[float], float, dict[str, int]]:
+    """:func:`score_or_reason` for every architecture, ``jobs`` at a time (one-thread workers when ``jobs`` > 1):
+    the scores, their CPU seconds, and how many architectures each distinct failure reason left unscored
+    (logged once per reason)."""
     arguments = [(preset, overrides, arch.to_json(), epochs) for arch in archs]
     if jobs <= 1:
-        results = [score_one(*a) for a in arguments]
+        results = [score_or_reason(*a) for a in arguments]
     else:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
-            results = list(pool.map(score_one, *zip(*arguments, strict=True)))
-    for arch, (score, cpu) in zip(archs, results, strict=True):
+            results = list(pool.map(score_or_reason, *zip(*arguments, strict=True)))
+    failures: dict[str, int] = {}
+    for arch, (score, cpu, reason) in zip(archs, results, strict=True):
         log.info("%s %s: %.4f (%.0f CPU s)", label, arch.digest(), score, cpu)
-    return [score for score, _ in results], sum(cpu for _, cpu in results)
+        if reason is not None:
+            failures[reason] = failures.get(reason, 0) + 1
+    for reason, count in failures.items():
+        log.warning("%s: %d of %d architectures have no score: %s", label, count, len(archs), reason)
+    return [score for score, _, _ in results], sum(cpu for _, cpu, _ in results), failures
 
 
 def parse_proxy(text: str) -> tuple[str, list[str]]:
@@ -172,22 +204,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference_overrides = [*common] + ([f"data.max_train_samples={args.reference_train_samples}"]
                                        if args.reference_train_samples else [])
     if args.reference is not None:
-        reference, reference_cpu = load_reference(args.reference, args.preset, archs, args.epochs,
-                                                  args.reference_train_samples or args.max_train_samples,
-                                                  args.max_train_samples)
+        reference, reference_cpu, reference_failures = load_reference(
+            args.reference, args.preset, archs, args.epochs, args.reference_train_samples or args.max_train_samples,
+            args.max_train_samples)
     else:
-        reference, reference_cpu = score_all(args.preset, reference_overrides, archs, args.epochs, args.jobs,
-                                             f"reference ({args.epochs} epochs)")
+        reference, reference_cpu, reference_failures = score_all(
+            args.preset, reference_overrides, archs, args.epochs, args.jobs, f"reference ({args.epochs} epochs)")
     results: dict[str, Any] = {"preset": args.preset, "archs": [a.digest() for a in archs], "epochs": args.epochs,
                                "max_train_samples": args.max_train_samples,
                                "reference_train_samples": args.reference_train_samples or args.max_train_samples,
-                               "reference": reference, "reference_cpu_s": reference_cpu, "jobs": args.jobs,
-                               "proxies": {}}
+                               "reference": reference, "reference_cpu_s": reference_cpu,
+                               "reference_failures": reference_failures, "jobs": args.jobs, "proxies": {}}
     for name, overrides in proxies.items():
-        scores, cpu = score_all(args.preset, [*common, *overrides], archs, None, args.jobs, f"proxy {name}")
-        tau = kendalltau(scores, reference)
-        results["proxies"][name] = {"overrides": overrides, "scores": scores, "kendall_tau": float(tau.statistic),
-                                    "p_value": float(tau.pvalue), "cpu_s": cpu, "cpu_s_per_arch": cpu / len(archs)}
+        scores, cpu, failures = score_all(args.preset, [*common, *overrides], archs, None, args.jobs,
+                                          f"proxy {name}")
+        why_not = tau_not_computed(scores, reference)
+        tau = kendalltau(scores, reference) if why_not is None else None
+        results["proxies"][name] = {"overrides": overrides, "scores": scores,
+                                    "kendall_tau": None if tau is None else float(tau.statistic),
+                                    "p_value": None if tau is None else float(tau.pvalue),
+                                    "cpu_s": cpu, "cpu_s_per_arch": cpu / len(archs),
+                                    "failures": failures, "tau_not_computed": why_not}
     results["wall_s"] = time.perf_counter() - started
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "ranking_fidelity.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -196,13 +233,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{f' on {subset} training images' if subset else ''}")
     print("| ranking | Kendall tau | p | CPU s per arch |\n|---|---|---|---|")
     for name, row in results["proxies"].items():
-        print(f"| {name} | {row['kendall_tau']:.3f} | {row['p_value']:.3f} | {row['cpu_s_per_arch']:.1f} |")
+        tau, p = ((f"{row['kendall_tau']:.3f}", f"{row['p_value']:.3f}") if row["tau_not_computed"] is None
+                  else (f"not computed: {row['tau_not_computed']}", "-"))
+        print(f"| {name} | {tau} | {p} | {row['cpu_s_per_arch']:.1f} |")
+    for label, failures in [("reference", reference_failures),
+                            *((f"proxy {name}", row["failures"]) for name, row in results["proxies"].items())]:
+        for reason, count in failures.items():
+            print(f"{label}: {count} of {len(archs)} architectures have no score: {reason}")
     return results
 
 
+def tau_not_computed(scores: list[float], reference: list[float]) -> str | None:
+    """Why Kendall tau of ``scores`` against ``reference`` cannot be computed (None when it can)."""
+    reasons = [f"{failed} of {len(values)} {what} failed" for what, values in (("scores", scores),
+                                                                                ("reference scores", reference))
+               if (failed := sum(not np.isfinite(v) for v in values))]
+    return "; ".join(reasons) or None
+
+
 def load_reference(path: Path, preset: str, archs: list[Architecture], epochs: int, train_samples: int | None,
-                   max_train_samples: int | None) -> tuple[list[float], float]:
-    """The reference scores and CPU seconds of an earlier run, after checking it ranked the same thing."""
+                   max_train_samples: int | None) -> tuple[list[float], float, dict[str, int]]:
+    """The reference scores, CPU seconds and failure reasons of an earlier run, after checking it ranked the
+    same thing."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -213,7 +265,8 @@ def load_reference(path: Path, preset: str, archs: list[Architecture], epochs: i
         if saved.get(key) != value:
             raise SystemExit(f"--reference {path}: its {key} is {saved.get(key)!r}, this run's is {value!r}")
     log.info("reference (%d epochs) reused from %s", epochs, path)
-    return [float(v) for v in saved["reference"]], float(saved["reference_cpu_s"])
+    return ([float(v) for v in saved["reference"]], float(saved["reference_cpu_s"]),
+            dict(saved.get("reference_failures") or {}))
 
 
 def _number(value: Any) -> float | None:
