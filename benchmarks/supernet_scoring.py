@@ -11,7 +11,10 @@
    (the default), and channels_last with ``--fewer-calibration-batches`` (faster, other scores).
 3. With ``--record FILE`` write the (NCHW) scores; otherwise compare each variant's with the recorded ones
    (``benchmarks/supernet_scores_baseline.json``, recorded before the scoring path was changed):
-   Kendall tau over the architectures, and the largest absolute difference.
+   Kendall tau over the architectures, and the largest absolute difference. Only when the run's
+   settings that decide the scores (all recorded ones but ``repeats`` and
+   ``fewer_calibration_batches``) and its architectures are the recorded ones: otherwise one line names
+   what differs and the comparison is reported as not comparable.
 
 Usage::
 
@@ -102,6 +105,27 @@ def freeze_times(supernet: torch.nn.Module, archs: list[Architecture]) -> dict[s
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
+# recorded settings that do not change the recorded (NCHW) scores: timing passes, the third variant's batches
+TIMING_ONLY = frozenset({"repeats", "fewer_calibration_batches"})
+
+
+def baseline_mismatch(args: argparse.Namespace, archs: list[Architecture], baseline: dict[str, Any]) -> str | None:
+    """Why the recorded scores are not comparable with this run's (None when they are): each recorded
+    setting that decides the scores and differs, with both values; else different architectures."""
+    run = vars(args)
+    differing = [f"{key}: recorded {value!r}, this run {run.get(key)!r}"
+                 for key, value in (baseline.get("settings") or {}).items()
+                 if key not in TIMING_ONLY and run.get(key) != value]
+    if differing:
+        return "; ".join(differing)
+    recorded = [json.dumps(a, sort_keys=True) for a in baseline.get("archs") or []]
+    ours = [json.dumps(a.to_dict(), sort_keys=True) for a in archs]
+    if recorded != ours:
+        return (f"the recorded architectures are not this run's: {len(set(ours) & set(recorded))} of its "
+                f"{len(ours)} are among the {len(recorded)} recorded")
+    return None
+
+
 def compare(archs: list[Architecture], scores: list[float], baseline: dict[str, Any]) -> str:
     """Kendall tau and the largest score difference against the recorded scores."""
     recorded = {json.dumps(a, sort_keys=True): s for a, s in zip(baseline["archs"], baseline["scores"], strict=True)}
@@ -161,13 +185,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"supernet scoring, median of {args.repeats} passes over {len(archs)} subnets; batch {args.batch_size}, "
           f"full validation split, {args.threads} thread(s):")
     baseline = json.loads(args.baseline.read_text()) if args.record is None and args.baseline.exists() else None
+    mismatch = None if baseline is None else baseline_mismatch(args, archs, baseline)
     for name in evaluators:
         rate = len(archs) / statistics.median(p[0] for p in passes[name])
         cpu_rate = len(archs) / statistics.median(p[1] for p in passes[name])
         print(f"  {name:<42} {evaluators[name].calibration_batches} calibration batches: {rate:5.1f} subnets/s "
               f"wall, {cpu_rate:5.1f} per CPU second")
-        if baseline is not None:
+        if baseline is not None and mismatch is None:
             print(f"    {compare(archs, scores[name], baseline)}")
+    if mismatch is not None:
+        print(f"  Kendall tau vs {args.baseline}: not comparable ({mismatch})")
     for name, ms in freeze_times(module.supernet, archs[:20]).items():
         print(f"  {name:<28} {ms:8.2f} CPU ms per subnet")
     if args.record is not None:
