@@ -81,6 +81,20 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_system
     assert FashionMNISTDataModule(data_dir=str(tmp_path / "tv")).find_files() == explicit
 
 
+def test_a_data_dir_passed_over_is_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             no_system_copy: None, caplog: pytest.LogCaptureFixture) -> None:
+    found = write_fashion(tmp_path / "env", n_train=20, n_test=10)
+    monkeypatch.setenv(fm.ENV_VAR, str(found))
+    misspelt = tmp_path / "fashoin"
+    with caplog.at_level("WARNING", logger=fm.__name__):
+        dm = FashionMNISTDataModule(data_dir=str(misspelt))
+        assert dm.find_files() == found and dm.find_files() == found
+        FashionMNISTDataModule(data_dir=str(found)).find_files()  # the files are where it says: no warning
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # once per data module
+    assert f"data.data_dir={misspelt} does not exist; using the files in {found}" in warnings[0]
+
+
 def test_missing_files_message(tmp_path: Path, no_system_copy: None) -> None:
     dm = FashionMNISTDataModule(data_dir=str(tmp_path / "empty"))
     dm.prepare_data()  # download=False: never downloads

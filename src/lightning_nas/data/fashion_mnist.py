@@ -140,6 +140,7 @@ class FashionMNISTDataModule(NASDataModule):
         )
         self.data_dir = check_optional_path("data_dir", data_dir)
         self.download = check_bool("download", download)
+        self._warned_data_dir = False
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -173,11 +174,23 @@ class FashionMNISTDataModule(NASDataModule):
         return paths
 
     def find_files(self) -> Path | None:
-        """The first searched directory holding all four IDX files, or None."""
+        """The first searched directory holding all four IDX files, or None. A ``data_dir`` passed but
+        passed over (no files there, e.g. a misspelt path) is logged as a warning, once."""
         for directory in self.search_paths():
             if all(_find(directory, stem) for pair in _FILES.values() for stem in pair):
+                self._warn_if_data_dir_passed_over(directory)
                 return directory
         return None
+
+    def _warn_if_data_dir_passed_over(self, found: Path) -> None:
+        if self.data_dir is None or self._warned_data_dir:
+            return
+        given = Path(self.data_dir).expanduser()
+        if found not in (given, given / "FashionMNIST" / "raw"):
+            self._warned_data_dir = True
+            state = "has no Fashion-MNIST IDX files at its top level" if given.exists() else "does not exist"
+            log.warning("data.data_dir=%s %s; using the files in %s (searched in order: data_dir, $%s, %s, "
+                        "<data_dir>/FashionMNIST/raw)", self.data_dir, state, found, ENV_VAR, DEBIAN_FASHION_MNIST_DIR)
 
     def prepare_data(self) -> None:
         """Download through torchvision when ``download`` is true and no files are found."""
