@@ -82,6 +82,10 @@ class ModelFigures:
     train_seconds: float
     train_cpu_seconds: float = math.nan
     export_error: str = ""
+    epochs: int | None = None
+    """Final epochs trained."""
+    planned_epochs: int | None = None
+    """Final epochs planned, where the deadline stopped the training before it trained them all."""
 
 
 def compose_config(preset: str, output_dir: Path, quick: bool, data_dir: str | None,
@@ -130,7 +134,8 @@ def train_baseline(name: str, evaluator: TrainEvaluator, input_shape: tuple[int,
     out = folder / name
     out.mkdir(parents=True, exist_ok=True)
     torch.save(module.model.eval(), out / "model.pt")
-    figures = ModelFigures(name, float(test["test/acc"]), params, macs, None, seconds, cpu_seconds)
+    figures = ModelFigures(name, float(test["test/acc"]), params, macs, None, seconds, cpu_seconds,
+                           epochs=int(evaluator.final_max_epochs))
     (out / "figures.json").write_text(json.dumps(asdict(figures), indent=2) + "\n")
     log.info("baseline %s: test acc %.4f after %.0f s", name, figures.test_acc, seconds)
     return figures
@@ -253,10 +258,14 @@ def searched_figures(summary: dict[str, Any]) -> ModelFigures:
         else:
             error = "; ".join(f"{k}: {v}" for k, v in item.get("errors", {}).items()) or "no deploy package"
         break
+    planned = summary.get("final_epochs")
+    trained = summary.get("final_epochs_trained", planned)
     return ModelFigures(f"searched ({summary['best']['arch_id']})", float(metrics.get("test/acc", float("nan"))),
                         int(metrics["model/params"]), int(metrics["model/macs"]), latency,
                         float(summary.get("final_training_seconds", float("nan"))),
-                        float(summary.get("final_training_cpu_seconds", float("nan"))), error)
+                        float(summary.get("final_training_cpu_seconds", float("nan"))), error,
+                        epochs=None if trained is None else int(trained),
+                        planned_epochs=int(planned) if summary.get("final_stopped_by_deadline") and planned else None)
 
 
 def plan_final_epochs(cfg: DictConfig, names: list[str], seconds: float, share: float = 0.6,
@@ -305,15 +314,27 @@ def plan_benchmark_time(cfg: DictConfig, names: list[str], started: float, paral
     log.info("time plan: %s of budget.time left for the experiment", format_seconds(left))
 
 
+def format_epochs(row: ModelFigures, default: int) -> str:
+    """The epochs a row trained: "29 of 33 (deadline)" where the deadline stopped it early."""
+    epochs = default if row.epochs is None else row.epochs
+    return f"{epochs} of {row.planned_epochs} (deadline)" if row.planned_epochs else str(epochs)
+
+
 def format_results(rows: list[ModelFigures], stages: dict[str, float], epochs: int,
                    stages_cpu: dict[str, float] | None = None) -> str:
-    """Markdown tables: the models, the published figures and the wall (and CPU) seconds per stage."""
-    lines = [f"| model | test acc | params | MACs | ExecuTorch ms | train wall s ({epochs} epochs) | train CPU s |",
-             "|---|---|---|---|---|---|---|"]
+    """Markdown tables: the models, the published figures and the wall (and CPU) seconds per stage.
+    ``epochs``: the final epochs of a row that does not say its own."""
+    lines = ["| model | test acc | params | MACs | ExecuTorch ms | epochs | train wall s | train CPU s |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         latency = f"{row.executorch_ms:.3f}" if row.executorch_ms is not None else f"failed: {row.export_error}"
         lines.append(f"| {row.name} | {row.test_acc:.4f} | {row.params / 1e3:.1f}K | {row.macs / 1e6:.2f}M "
-                     f"| {latency} | {row.train_seconds:.0f} | {row.train_cpu_seconds:.0f} |")
+                     f"| {latency} | {format_epochs(row, epochs)} | {row.train_seconds:.0f} "
+                     f"| {row.train_cpu_seconds:.0f} |")
+    trained = {format_epochs(row, epochs) for row in rows if math.isfinite(row.test_acc)}
+    if len(trained) > 1:
+        lines += ["", f"Not every network trained the same epochs ({', '.join(sorted(trained))}): their accuracies "
+                  "are not a like-for-like comparison."]
     lines += ["", "| published | test acc | cost |", "|---|---|---|"]
     lines += [f"| {name} | {acc:.3f} | {cost} |" for name, acc, cost in PUBLISHED]
     cpu = stages_cpu or {}
@@ -417,6 +438,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stages_cpu["total"] = cpu_seconds() - cpu_started
 
     epochs = int(summary.get("final_epochs") or cfg.evaluator.final_max_epochs or cfg.evaluator.max_epochs)
+    for row in rows:  # the searched network without a planned figure trained the configured epochs
+        if row.epochs is None and math.isfinite(row.test_acc):
+            row.epochs = epochs
     text = format_results(rows, stages, epochs, stages_cpu)
     results = {"preset": args.preset, "quick": args.quick, "threads": torch.get_num_threads(),
                "final_all_cores_from_epoch": free_cores.switched_at_epoch if free_cores else None,

@@ -224,6 +224,35 @@ def test_deadline_callback_stops_training() -> None:
     assert trainer.should_stop
 
 
+def test_deadline_callback_counts_epochs_and_warns_when_the_pace_misses(caplog: pytest.LogCaptureFixture) -> None:
+    budget = TimeBudget(600.0)
+    callback = DeadlineCallback(budget, time.perf_counter() + 600)
+    trainer = SimpleNamespace(should_stop=False, current_epoch=0, max_epochs=10)
+    callback.on_train_start(trainer, None)
+    callback._started = time.perf_counter() - 100  # the first epoch took ~100 s: ~6 of 10 fit in 600 s
+    with caplog.at_level("WARNING", logger="lightning_nas.planner"):
+        callback.on_train_epoch_end(trainer, None)
+        trainer.current_epoch = 1
+        callback.on_train_epoch_end(trainer, None)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "of the 10 planned fit before the deadline" in warnings[0], warnings
+    assert callback.epochs_trained == 2 and not callback.stopped_early
+    callback.deadline = time.perf_counter() - 1
+    trainer.current_epoch = 2
+    callback.on_train_batch_end(trainer, None, None, None, 0)  # stopped inside epoch 3: 2 epochs trained
+    callback.on_train_epoch_end(trainer, None)
+    assert trainer.should_stop and callback.stopped_early and callback.epochs_trained == 2
+
+
+def test_deadline_callback_is_quiet_when_the_epochs_fit(caplog: pytest.LogCaptureFixture) -> None:
+    callback = DeadlineCallback(TimeBudget(600.0), time.perf_counter() + 600)
+    trainer = SimpleNamespace(should_stop=False, current_epoch=0, max_epochs=3)
+    callback.on_train_start(trainer, None)
+    with caplog.at_level("WARNING", logger="lightning_nas.planner"):
+        callback.on_train_epoch_end(trainer, None)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"] and callback.epochs_trained == 1
+
+
 def test_config_without_time_plans_nothing() -> None:
     assert time_budget_from_config(OmegaConf.create({"time": None}), 0.0) is None
     budget = time_budget_from_config(OmegaConf.create({"time": "2min", "final_epochs": 4}), 0.0, export_top_k=1)
@@ -297,3 +326,5 @@ def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
     assert 0.8 * budget_s <= summary["total_seconds"] <= 1.1 * budget_s, summary["total_seconds"]
     assert summary["evaluations"] >= 2 and summary["test"]["test/acc"] > 0.1
     assert summary["final_epochs"] >= 1  # what the planner chose, for the benchmark's table
+    assert 1 <= summary["final_epochs_trained"] <= summary["final_epochs"]
+    assert summary["final_stopped_by_deadline"] is (summary["final_epochs_trained"] < summary["final_epochs"])

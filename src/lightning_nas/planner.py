@@ -159,6 +159,8 @@ class TimeBudget:
         self._trainer: TrainEvaluator | None = None
         self._best_score = -math.inf
         self._best_epoch_s: float | None = None  # seconds per final epoch of the best candidate so far
+        self.deadline_callback: DeadlineCallback | None = None
+        """The final training's deadline (set by :meth:`plan_final`): epochs trained, stopped early or not."""
 
     @property
     def end(self) -> float:
@@ -218,7 +220,8 @@ class TimeBudget:
         plan = self.plan
         if self.fixed_epochs:  # nothing to choose: only the deadline
             trainer.final_max_epochs = self.fixed_epochs
-            trainer.final_callbacks = [*trainer.final_callbacks, DeadlineCallback(self, plan.final_deadline)]
+            self.deadline_callback = DeadlineCallback(self, plan.final_deadline)
+            trainer.final_callbacks = [*trainer.final_callbacks, self.deadline_callback]
             log.info("time budget: final training of %s for %d epochs; %s left", arch.digest(), self.fixed_epochs,
                      format_seconds(self.left()))
             return self.fixed_epochs
@@ -234,7 +237,8 @@ class TimeBudget:
             trainer.final_limit_train_batches = max(0.05, one_batch, limit * max(0.0, available) / (epochs * epoch_s))
             epoch_s *= trainer.final_limit_train_batches / limit
         trainer.final_max_epochs = epochs
-        trainer.final_callbacks = [*trainer.final_callbacks, DeadlineCallback(self, plan.final_deadline)]
+        self.deadline_callback = DeadlineCallback(self, plan.final_deadline)
+        trainer.final_callbacks = [*trainer.final_callbacks, self.deadline_callback]
         log.info("time budget: final training of %s for %d epochs (~%.0f s each, %s available); %s left",
                  arch.digest(), epochs, epoch_s, format_seconds(available), format_seconds(self.left()))
         return epochs
@@ -351,20 +355,51 @@ class TimeBudget:
 
 
 class DeadlineCallback(L.Callback):
-    """Logs the time left after each epoch and stops training at ``deadline`` (``time.perf_counter()``)."""
+    """Logs the time left after each epoch and stops training at ``deadline`` (``time.perf_counter()``).
+
+    After each epoch it also projects the end from the epochs' measured pace and warns, once, when the
+    planned epochs will not all fit before the deadline (the plan under-read the final epoch's cost, or
+    other work shares the cores). :attr:`epochs_trained` counts the epochs completed, and
+    :attr:`stopped_early` says whether the deadline cut the training short.
+    """
 
     def __init__(self, budget: TimeBudget, deadline: float) -> None:
         self.budget, self.deadline = budget, deadline
+        self.epochs_trained = 0
+        self.stopped_early = False
+        self._started: float | None = None
+        self._warned = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started, self.epochs_trained, self.stopped_early, self._warned = time.perf_counter(), 0, False, False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if time.perf_counter() >= self.deadline and not trainer.should_stop:
-            log.warning("time budget: final training stopped at its deadline in epoch %d", trainer.current_epoch + 1)
             trainer.should_stop = True
+            last_batch = batch_idx + 1 >= getattr(trainer, "num_training_batches", math.inf)
+            if last_batch and trainer.current_epoch + 1 >= (trainer.max_epochs or 0):
+                return  # the training ends here anyway: nothing was cut
+            log.warning("time budget: final training stopped at its deadline in epoch %d of %d",
+                        trainer.current_epoch + 1, trainer.max_epochs or 0)
+            self.stopped_early = True
+            self.epochs_trained = trainer.current_epoch + (1 if last_batch else 0)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        log.info("time budget: final training epoch %d/%d done, %s left", trainer.current_epoch + 1,
-                 trainer.max_epochs or 0, format_seconds(self.budget.left()))
+        if self.stopped_early:  # the stop logged it and counted the epochs it left complete
+            return
+        now = time.perf_counter()
+        self.epochs_trained = trainer.current_epoch + 1
+        planned = trainer.max_epochs or 0
+        log.info("time budget: final training epoch %d/%d done, %s left", trainer.current_epoch + 1, planned,
+                 format_seconds(self.budget.left()))
+        started = self._started if self._started is not None else now
+        epoch_s = (now - started) / max(1, self.epochs_trained)
+        fit = self.epochs_trained + max(0, math.floor((self.deadline - now) / max(epoch_s, 1e-9)))
+        if not self._warned and fit < planned:
+            self._warned = True
+            log.warning("time budget: the final epochs take ~%.0f s each; at this pace about %d of the %d planned "
+                        "fit before the deadline, which will stop the training", epoch_s, fit, planned)
 
 
 def time_budget_from_config(budget: Any, started: float, export_top_k: int = 0) -> TimeBudget | None:

@@ -304,6 +304,10 @@ def run(cfg: DictConfig, final_callbacks: Sequence[L.Callback] = ()) -> dict[str
     summary = _summary(cfg, context, test_metrics, seconds)
     if final_epochs is not None:  # planned by budget.time
         summary["final_epochs"] = final_epochs
+        deadline = time_budget.deadline_callback if time_budget is not None else None
+        if deadline is not None and test_metrics:  # what the final training did: all epochs, or fewer
+            summary["final_epochs_trained"] = deadline.epochs_trained
+            summary["final_stopped_by_deadline"] = deadline.stopped_early
     _write_summary(summary, output_dir)
     if int(cfg.export.top_k) > 0:
         export_started = time.perf_counter()

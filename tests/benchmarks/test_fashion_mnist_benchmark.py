@@ -49,6 +49,7 @@ def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path, mode:
         assert model["params"] > 0 and model["macs"] > 0
         assert model["executorch_ms"] is not None and model["executorch_ms"] > 0, model["export_error"]
         assert model["train_seconds"] > 0 and model["train_cpu_seconds"] > 0
+        assert model["epochs"] == 1 and model["planned_epochs"] is None  # --quick: one final epoch each
     stages = results["stages_s"]
     baseline_stage = "baseline two_conv_cnn" + (" (parallel worker)" if mode == "parallel" else "")
     assert {"search", "final training", "export (searched model)", baseline_stage, "ExecuTorch export + profiling",
@@ -59,6 +60,7 @@ def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path, mode:
     assert summary["evaluations"] == 3 and summary["test"]["test/acc"] == results["models"][0]["test_acc"]
     text = (out / "results.md").read_text()
     assert "| two_conv_cnn |" in text and "DENSER" in text and "| total |" in text
+    assert "| epochs |" in text and "not a like-for-like" not in text
     assert (out / "baselines" / "two_conv_cnn" / "model.pte").is_file()
 
 
@@ -108,3 +110,23 @@ def test_final_training_takes_the_cores_once_no_baseline_runs(bench: ModuleType)
         assert torch.get_num_threads() == 2 and callback.switched_at_epoch == 3
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_row_the_deadline_stopped_says_so_and_the_table_warns(bench: ModuleType) -> None:
+    searched = bench.ModelFigures("searched (abc)", 0.93, 148_000, 3_900_000, 0.09, 1547.0, 1519.0, epochs=29,
+                                  planned_epochs=33)
+    baseline = bench.ModelFigures("resnet_small", 0.936, 308_000, 3_470_000, 0.05, 1400.0, 624.0, epochs=33)
+    text = bench.format_results([searched, baseline], {"total": 3300.0}, 33)
+    assert "| 29 of 33 (deadline) |" in text and "| 33 |" in text
+    assert "Not every network trained the same epochs (29 of 33 (deadline), 33)" in text
+    assert "Not every" not in bench.format_results([baseline], {"total": 1.0}, 33)
+
+
+def test_searched_row_reads_the_epochs_the_final_training_ran(bench: ModuleType) -> None:
+    summary = {"best": {"arch_id": "abc", "metrics": {"model/params": 10, "model/macs": 20}},
+               "test": {"test/acc": 0.9}, "final_epochs": 33, "final_epochs_trained": 29,
+               "final_stopped_by_deadline": True}
+    row = bench.searched_figures(summary)
+    assert (row.epochs, row.planned_epochs) == (29, 33)
+    summary.update(final_epochs_trained=33, final_stopped_by_deadline=False)
+    assert (bench.searched_figures(summary).epochs, bench.searched_figures(summary).planned_epochs) == (33, None)
