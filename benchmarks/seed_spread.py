@@ -10,6 +10,7 @@ mean, standard deviation and range. With ``--output FILE`` the figures also go t
 Usage::
 
     python benchmarks/seed_spread.py --model resnet_small --seeds 4 --epochs 15 --jobs 2
+    python benchmarks/seed_spread.py --model resnet_small:16,32,56,68 --seeds 2   # the ResNet at half the params
     python benchmarks/seed_spread.py --model outputs/fm_full/best/arch.json --seeds 4 --epochs 15
     python benchmarks/seed_spread.py --model two_conv_cnn --quick      # CI-sized: a few hundred images
 """
@@ -34,7 +35,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_nas.arch import Architecture
-from lightning_nas.baselines import BASELINES, build_baseline
+from lightning_nas.baselines import BASELINES, build_baseline, resnet_small
 from lightning_nas.cli_errors import compose_or_fail
 from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.train import derive_seed, seeded
@@ -62,13 +63,23 @@ def compose_config(preset: str, quick: bool, overrides: list[str]) -> DictConfig
 
 
 def build_model(model: str, cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
-    """A baseline by name, or the network of an ``arch.json`` in the preset's search space."""
+    """A baseline by name, ``resnet_small:W1,W2,...`` (the ResNet baseline with these block widths), or the
+    network of an ``arch.json`` in the preset's search space."""
     if model in BASELINES:
         return build_baseline(model, input_shape, num_classes)
+    if model.startswith("resnet_small:"):
+        try:
+            widths = [int(w) for w in model.split(":", 1)[1].split(",")]
+        except ValueError:
+            widths = []
+        if not widths or min(widths) < 1:
+            raise SystemExit(f"--model {model!r}: resnet_small:W1,W2,... takes positive integer block widths")
+        return resnet_small(input_shape, num_classes, widths=widths)
     path = Path(model)
     if not path.is_file():
         names = ", ".join(sorted(BASELINES))
-        raise SystemExit(f"--model {model!r}: neither a baseline ({names}) nor an arch.json file")
+        raise SystemExit(f"--model {model!r}: neither a baseline ({names}), resnet_small:W1,W2,... nor an "
+                         "arch.json file")
     space = build_node(cfg, "search_space", input_shape=input_shape, num_classes=num_classes)
     try:
         return space.build(space.validate(Architecture.load(path)))
@@ -119,7 +130,8 @@ def summarise(runs: list[SeedRun]) -> dict[str, float]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a baseline name or an arch.json of the preset's space")
+    parser.add_argument("--model", required=True, help="a baseline name, resnet_small:W1,W2,... (the ResNet "
+                        "baseline with these block widths), or an arch.json of the preset's space")
     parser.add_argument("--preset", default="fashion_mnist", help="experiment preset giving data and recipe")
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0 .. N-1")
     parser.add_argument("--epochs", type=int, default=15, help="final-training epochs per seed")

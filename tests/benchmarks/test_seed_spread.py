@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from data_files import write_fashion
@@ -58,6 +59,27 @@ def test_summary_of_one_run_has_no_spread(bench: ModuleType) -> None:
 def test_unknown_model_is_named(bench: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="'no_such_net': neither a baseline"):
         bench.main(["--model", "no_such_net", "--quick", f"data.data_dir={tmp_path}"])
+
+
+def test_resnet_with_other_widths(bench: ModuleType) -> None:
+    from omegaconf import OmegaConf
+
+    from lightning_nas.hardware.profile import count_params
+
+    cfg = OmegaConf.create({})
+    half = bench.build_model("resnet_small:16,32,56,68", cfg, (1, 28, 28), 10)
+    assert count_params(half) == 146_650  # the flagship README's half-size ResNet
+    assert half(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert count_params(bench.build_model("resnet_small:16,32,64,128", cfg, (1, 28, 28), 10)) == count_params(
+        bench.build_model("resnet_small", cfg, (1, 28, 28), 10))
+
+
+@pytest.mark.parametrize("spec", ["resnet_small:", "resnet_small:16,x", "resnet_small:16,0"])
+def test_bad_resnet_widths_are_named(bench: ModuleType, spec: str) -> None:
+    from omegaconf import OmegaConf
+
+    with pytest.raises(SystemExit, match=rf"^--model '{spec}': resnet_small:W1,W2,\.\.\. takes positive integer"):
+        bench.build_model(spec, OmegaConf.create({}), (1, 28, 28), 10)
 
 
 def test_seeds_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
