@@ -326,5 +326,5 @@ def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
     assert 0.8 * budget_s <= summary["total_seconds"] <= 1.1 * budget_s, summary["total_seconds"]
     assert summary["evaluations"] >= 2 and summary["test"]["test/acc"] > 0.1
     assert summary["final_epochs"] >= 1  # what the planner chose, for the benchmark's table
-    assert 1 <= summary["final_epochs_trained"] <= summary["final_epochs"]
+    assert 0 <= summary["final_epochs_trained"] <= summary["final_epochs"]  # 0: stopped inside the first
     assert summary["final_stopped_by_deadline"] is (summary["final_epochs_trained"] < summary["final_epochs"])
