@@ -44,6 +44,7 @@ from lightning_nas.export.exporter import export_model
 from lightning_nas.export.profiler import profile_pte
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds, format_seconds, measure_throughput, parse_duration
+from lightning_nas.results import strict_json
 from lightning_nas.run import run
 
 log = logging.getLogger("fashion_mnist")
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "published": [{"name": n, "test_acc": a, "cost": c} for n, a, c in PUBLISHED],
                "summary": str(output / "summary.json")}
     output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (output / "results.json").write_text(strict_json.dumps(results, indent=2) + "\n")
     (output / "results.md").write_text(text + "\n")
     print(f"\nFashion-MNIST benchmark ({args.preset}{', quick' if args.quick else ''}) -> {output}\n{text}",
           flush=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -49,6 +50,7 @@ from lightning_nas.evaluators.multi_fidelity import TrainMultiFidelity
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds
+from lightning_nas.results import strict_json
 from lightning_nas.spaces.base import SearchSpace
 
 log = logging.getLogger("ranking_fidelity")
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                     "failures": failures, "tau_not_computed": why_not}
     results["wall_s"] = time.perf_counter() - started
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "ranking_fidelity.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.output / "ranking_fidelity.json").write_text(strict_json.dumps(results, indent=2) + "\n")
     subset = results["reference_train_samples"]
     print(f"\n{len(archs)} architectures, reference: {args.epochs}-epoch stand-alone validation accuracy"
           f"{f' on {subset} training images' if subset else ''}")
@@ -265,7 +267,7 @@ def load_reference(path: Path, preset: str, archs: list[Architecture], epochs: i
         if saved.get(key) != value:
             raise SystemExit(f"--reference {path}: its {key} is {saved.get(key)!r}, this run's is {value!r}")
     log.info("reference (%d epochs) reused from %s", epochs, path)
-    return ([float(v) for v in saved["reference"]], float(saved["reference_cpu_s"]),
+    return ([math.nan if v is None else float(v) for v in saved["reference"]], float(saved["reference_cpu_s"]),
             dict(saved.get("reference_failures") or {}))
 
 

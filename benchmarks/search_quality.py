@@ -44,6 +44,7 @@ from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.evaluators.base import EvaluatorConfigError
 from lightning_nas.evaluators.tabular import TabularEvaluator
 from lightning_nas.nn import LayerChoice
+from lightning_nas.results import strict_json
 from lightning_nas.results.history import History, Record
 from lightning_nas.search import run_search
 from lightning_nas.spaces import SPACES
@@ -419,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"search_quality: error: --table: no such file or shipped table: {error.filename}\n")
     print(format_quality(numbers))
     json_path = Path(args.json or Path(args.plot).with_suffix(".json"))
-    json_path.write_text(json.dumps(numbers, indent=1) + "\n")
+    json_path.write_text(strict_json.dumps(numbers, indent=1) + "\n")
     print(f"json: {json_path}\nplot: {plot_quality(numbers, args.plot)}")
 
 

@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
@@ -39,6 +38,7 @@ from lightning_nas.baselines import BASELINES, build_baseline, resnet_small
 from lightning_nas.cli_errors import compose_or_fail
 from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.train import derive_seed, seeded
+from lightning_nas.results import strict_json
 
 QUICK_OVERRIDES = ["data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200",
                    "data.batch_size=64"]
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"model": args.model, "preset": args.preset, "epochs": args.epochs, "quick": args.quick,
               "overrides": args.overrides, "runs": [asdict(r) for r in runs], **summary}
     if args.output is not None:
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        args.output.write_text(strict_json.dumps(result, indent=2) + "\n")
     return result
 
 

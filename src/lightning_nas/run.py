@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -39,6 +38,7 @@ from lightning_nas.preflight import (
     check_output_dir,
     check_resume,
 )
+from lightning_nas.results import strict_json
 from lightning_nas.results.failures import best_or_fail
 from lightning_nas.results.final_model import load_final_weights, save_final_model
 from lightning_nas.results.fingerprint import run_fingerprint
@@ -248,7 +248,7 @@ def _summary(cfg: DictConfig, context: SearchContext, test_metrics: dict[str, fl
 
 
 def _write_summary(summary: dict[str, Any], output_dir: Path) -> None:
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (output_dir / "summary.json").write_text(strict_json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def _report(cfg: DictConfig, context: SearchContext, summary: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -53,6 +54,10 @@ def test_a_reference_of_other_architectures_is_refused(bench: ModuleType, tmp_pa
     path.write_text(json.dumps(saved))
     archs = [SimpleNamespace(digest=lambda name=name: name) for name in ("aaa", "bbb")]
     assert bench.load_reference(path, "fashion_mnist", archs, 10, 13500, None) == ([0.8, 0.9], 12.0, {})
+    path.write_text(json.dumps({**saved, "reference": [0.8, None], "reference_failures": {"RuntimeError: x": 1}}))
+    scores, _, failures = bench.load_reference(path, "fashion_mnist", archs, 10, 13500, None)
+    assert scores[0] == 0.8 and math.isnan(scores[1]) and failures == {"RuntimeError: x": 1}  # null: a failed score
+    path.write_text(json.dumps(saved))
     with pytest.raises(SystemExit, match="epochs is 10, this run's is 5"):
         bench.load_reference(path, "fashion_mnist", archs, 5, 13500, None)
     with pytest.raises(SystemExit, match="archs"):
@@ -101,8 +106,11 @@ def test_a_failed_fit_is_reported_and_leaves_tau_not_computed(bench: ModuleType,
     assert out.count("proxy tiny: 2 of 3 architectures have no score: ValueError: limit_train_batches=0.01 "
                      "is under one batch") == 1
     assert -1.0 <= fine["kendall_tau"] <= 1.0 and fine["failures"] == {} and fine["tau_not_computed"] is None
-    saved = json.loads((tmp_path / "out" / "ranking_fidelity.json").read_text())
+    text = (tmp_path / "out" / "ranking_fidelity.json").read_text()
+    assert "NaN" not in text  # strict JSON: the failed scores are null
+    saved = json.loads(text)
     assert saved["proxies"]["tiny"]["failures"] == tiny["failures"] and saved["reference_failures"] == {}
+    assert None in saved["proxies"]["tiny"]["scores"], saved["proxies"]["tiny"]
 
 
 def test_an_exception_of_one_architecture_is_its_reason(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

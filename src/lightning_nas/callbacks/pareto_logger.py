@@ -20,6 +20,7 @@ from lightning_nas.objectives.pareto import correlation_matrix, hypervolume, ran
 from lightning_nas.objectives.score import METRIC_ALIASES, metric_key
 from lightning_nas.results.history import History, Record
 from lightning_nas.results.plots import correlation_plot, pareto3d_plot, pareto_plot, progress_plot
+from lightning_nas.results.strict_json import finite_or_none
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["ParetoFrontLogger"]
@@ -32,7 +33,7 @@ _LABELS = {"search/val_acc": "accuracy", "hw/latency_ms": "latency (ms)", "model
 
 def _finite_or_none(value: Any) -> Any:
     """``None`` for a blank or a non-finite float (W&B table columns are typed JSON), else the value."""
-    return None if value == "" or (isinstance(value, float) and not math.isfinite(value)) else value
+    return None if value == "" else finite_or_none(value)
 
 
 def _is_rank_zero() -> bool:
