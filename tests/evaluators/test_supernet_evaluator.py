@@ -27,8 +27,11 @@ from lightning_nas.nn import (
     freeze,
 )
 from lightning_nas.nn.fusion import fold_batchnorm, inplace_activations
+from lightning_nas.results.history import History
+from lightning_nas.search import run_search
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.spaces.supernet import SupernetSpace
+from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.supernet import SupernetModule
 
 TRAINER: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
@@ -332,3 +335,28 @@ def test_inplace_activations_compute_the_same_values() -> None:
 def test_invalid_speed_options_are_named(trained: SupernetModule, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         SupernetEvaluator(trained, PatternData(), **kwargs)
+
+
+def _counted(many: Any, calls: list[int]) -> Any:
+    def evaluate_many(space: SearchSpace, archs: list[Architecture]) -> Any:
+        calls.append(len(archs))
+        return many(space, archs)
+    return evaluate_many
+
+
+def test_the_search_loop_scores_batches_in_the_workers(trained: SupernetModule, space: SearchSpace) -> None:
+    """``run_search`` asks ``workers`` candidates per batch of an evaluator with workers; the history is the
+    one the in-process evaluator writes."""
+    histories = {}
+    for workers in (1, 2):
+        evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False, workers=workers)
+        calls: list[int] = []
+        evaluator.evaluate_many = _counted(evaluator.evaluate_many, calls)  # type: ignore[method-assign]
+        strategy = EvolutionStrategy(num_samples=12, seed=0, population_size=6, generations=2)
+        try:
+            history = run_search(space, strategy, evaluator, History(), progress=False)
+        finally:
+            evaluator.close()
+        histories[workers] = [(r.arch, r.result.metrics) for r in history]
+        assert max(calls, default=1) == workers and len(history) == 12
+    assert histories[2] == histories[1]

@@ -153,6 +153,11 @@ class SupernetEvaluator(Evaluator):
         self.seconds = 0.0
 
     @property
+    def parallelism(self) -> int:
+        """How many candidates :meth:`evaluate_many` scores at once (the search loop's batch size)."""
+        return self.workers if can_fork(self.supernet) else 1
+
+    @property
     def subnets_per_second(self) -> float:
         """Successful evaluations per second of evaluation time (0 before any)."""
         return self.num_evaluated / self.seconds if self.seconds > 0 else 0.0
@@ -240,8 +245,12 @@ class SupernetEvaluator(Evaluator):
         if self._scorer is not None and self._scorer.fingerprint != fingerprint:
             self.close()
         if self._scorer is None:
-            self._calibration_batches(), self._val_batches()  # cached before the fork: the workers share them
-            self._scorer = ForkedScorer(self, space, self.workers, fingerprint)
+            try:
+                self._calibration_batches(), self._val_batches()  # cached before the fork: the workers share them
+                self._scorer = ForkedScorer(self, space, self.workers, fingerprint)
+            except Exception as error:  # e.g. no memory to fork, or data that cannot be read: score here
+                log.warning("SupernetEvaluator(workers=%d): no worker processes (%s: %s); scoring in this process",
+                            self.workers, type(error).__name__, error)
         return self._scorer
 
     def _with_hardware(self, space: SearchSpace, arch: Architecture, result: EvalResult) -> EvalResult:
