@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         rate = len(archs) / statistics.median(p[0] for p in passes[name])
         cpu_rate = len(archs) / statistics.median(p[1] for p in passes[name])
         cpu = f"{cpu_rate:5.1f} per CPU second" if evaluator.workers == 1 else "(CPU time in the workers)"
-        print(f"  {name:<58} {evaluator.calibration_batches} calibration batches: {rate:5.1f} subnets/s "
+        print(f"  {name:<62} {evaluator.calibration_batches} calibration batches: {rate:5.1f} subnets/s "
               f"wall, {cpu}")
         if baseline is not None and mismatch is None:
             print(f"    {compare(archs, scores[name], baseline)}")
