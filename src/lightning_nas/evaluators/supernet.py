@@ -22,7 +22,13 @@ from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.evaluators.supernet_workers import ForkedScorer, can_fork, weights_fingerprint
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
-from lightning_nas.hardware.profile import count_params, profile_model
+from lightning_nas.hardware.profile import (
+    count_macs,
+    count_params,
+    measure_latency,
+    peak_activation_memory,
+    profile_model,
+)
 from lightning_nas.nn import freeze, has_choices
 from lightning_nas.nn.batchnorm import recalibrate_bn
 from lightning_nas.nn.fusion import fold_batchnorm, inplace_activations
@@ -94,8 +100,9 @@ class SupernetEvaluator(Evaluator):
             rounding, and faster. Model metrics are those of the unfolded subnet.
         workers: processes scoring at once in :meth:`evaluate_many` (1: in this process). They are forked
             from this one (so they share the supernet's and the cached batches' memory), run one thread
-            each and give the scores this process gives; hardware metrics are still measured here, one
-            subnet at a time. Needs the ``fork`` start method and a supernet on the CPU; else in-process.
+            each and give the scores this process gives; of the hardware metrics they compute the exact
+            ones (MACs, memory), latency is timed here, one subnet at a time, so that workers do not slow
+            it down. Needs the ``fork`` start method and a supernet on the CPU; else in-process.
 
     Every activation that follows a convolution or BatchNorm in an ``nn.Sequential`` runs in place
     while scoring (the same values, less memory traffic).
@@ -146,6 +153,7 @@ class SupernetEvaluator(Evaluator):
         self.val_score: ValScore = val_score if val_score is not None else top1_accuracy
         self.channels_last, self.fold_bn, self.workers = channels_last, fold_bn, workers
         self._scorer: ForkedScorer | None = None
+        self._latency_in_parent = False  # True in a worker: its parent times the latency
         self._calibration: list[torch.Tensor] | None = None
         self._val: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._hardware: dict[Architecture, dict[str, float]] = {}
@@ -216,9 +224,9 @@ class SupernetEvaluator(Evaluator):
         return done
 
     def worker_copy(self) -> SupernetEvaluator:
-        """What a forked worker runs: this evaluator in one process, hardware metrics left to the parent."""
+        """What a forked worker runs: this evaluator in one process, latency left to the parent."""
         twin = copy.copy(self)
-        twin.workers, twin.measure_hardware, twin._scorer = 1, False, None
+        twin.workers, twin._latency_in_parent, twin._scorer = 1, True, None
         return twin
 
     def close(self) -> None:
@@ -254,11 +262,14 @@ class SupernetEvaluator(Evaluator):
         return self._scorer
 
     def _with_hardware(self, space: SearchSpace, arch: Architecture, result: EvalResult) -> EvalResult:
-        """``result`` with the hardware metrics of ``arch``, measured in this process."""
+        """``result`` (from a worker, with MACs and memory) with the latency of ``arch``, timed here."""
         chosen = space.validate(arch)
         try:
             if chosen not in self._hardware:
-                self._model_metrics(chosen, self._scoring_subnet(chosen, calibrate=False), space.input_shape)
+                model = self._scoring_subnet(chosen, calibrate=False)
+                stats = measure_latency(model, space.input_shape, repeats=self.latency_repeats)
+                self._hardware[chosen] = {**{k: v for k, v in result.metrics.items() if k != "search/val_acc"},
+                                          "hw/latency_ms": stats.median_ms, "hw/latency_p90_ms": stats.p90_ms}
         except Exception as error:  # as in evaluate: a failed measurement fails the candidate
             log.debug("hardware metrics of %s failed", arch.digest(), exc_info=True)
             return EvalResult.failed(f"{type(error).__name__}: {error}", result.metrics, result.duration_s)
@@ -295,6 +306,9 @@ class SupernetEvaluator(Evaluator):
                        input_shape: tuple[int, ...]) -> dict[str, float]:
         if not self.measure_hardware:
             return {"model/params": float(count_params(model))}
+        if self._latency_in_parent:  # a worker: the exact metrics, the latency is timed by the parent
+            return {"model/params": float(count_params(model)), "model/macs": float(count_macs(model, input_shape)),
+                    "hw/memory_mb": peak_activation_memory(model, input_shape) / 2**20}
         if arch not in self._hardware:
             self._hardware[arch] = profile_model(model, input_shape, latency_repeats=self.latency_repeats)
         return dict(self._hardware[arch])
