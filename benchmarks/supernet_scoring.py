@@ -6,13 +6,15 @@
 2. Score ``--num-archs`` distinct random architectures with :class:`SupernetEvaluator` at batch
    ``--batch-size`` (``freeze`` + BN recalibration on ``--calibration-batches`` cached training
    batches + accuracy on the whole validation split) and report subnets/s (the median of
-   ``--repeats`` passes over the same architectures), side by side for three variants, passes
-   interleaved: the NCHW memory format (the scoring path before channels_last), channels_last
-   (the default), and channels_last with ``--fewer-calibration-batches`` (faster, other scores).
+   ``--repeats`` passes over the same architectures), side by side, passes interleaved: the NCHW
+   memory format (the scoring path before channels_last), channels_last (the default), channels_last
+   with ``--fewer-calibration-batches`` (faster, other scores), channels_last with BatchNorm folded into
+   the convolutions for the validation pass (``fold_bn``), that in ``--workers`` forked processes
+   (``workers``, through ``evaluate_many``), and that with the fewer calibration batches.
 3. With ``--record FILE`` write the (NCHW) scores; otherwise compare each variant's with the recorded ones
    (``benchmarks/supernet_scores_baseline.json``, recorded before the scoring path was changed):
    Kendall tau over the architectures, and the largest absolute difference. Only when the run's
-   settings that decide the scores (all recorded ones but ``repeats`` and
+   settings that decide the scores (all recorded ones but ``repeats``, ``workers`` and
    ``fewer_calibration_batches``) and its architectures are the recorded ones: otherwise one line names
    what differs and the comparison is reported as not comparable.
 
@@ -30,6 +32,7 @@ import json
 import logging
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +83,10 @@ def architectures(space: SearchSpace, count: int, seed: int) -> list[Architectur
 
 def score_all(evaluator: SupernetEvaluator, space: SearchSpace,
               archs: list[Architecture]) -> tuple[list[float], float, float]:
-    """Validation accuracies of ``archs``, and the wall and process CPU time of scoring them all."""
+    """Validation accuracies of ``archs``, and the wall and process CPU time of scoring them all (the
+    worker processes' CPU time not included)."""
     start, cpu = time.perf_counter(), time.process_time()
-    results = [evaluator.evaluate(space, arch) for arch in archs]
+    results = evaluator.evaluate_many(space, archs)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     failed = [r.error for r in results if not r.ok]
     if failed:
@@ -105,8 +109,8 @@ def freeze_times(supernet: torch.nn.Module, archs: list[Architecture]) -> dict[s
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
-# recorded settings that do not change the recorded (NCHW) scores: timing passes, the third variant's batches
-TIMING_ONLY = frozenset({"repeats", "fewer_calibration_batches"})
+# recorded settings that do not change the recorded (NCHW) scores: timing passes, other variants' batches and workers
+TIMING_ONLY = frozenset({"repeats", "fewer_calibration_batches", "workers"})
 
 
 def baseline_mismatch(args: argparse.Namespace, archs: list[Architecture], baseline: dict[str, Any]) -> str | None:
@@ -147,6 +151,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calibration-batches", type=int, default=5)
     parser.add_argument("--fewer-calibration-batches", type=int, default=1,
                         help="the third variant's calibration batches (a lever that changes the scores)")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the variants scoring in workers")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the architectures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -155,11 +160,38 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-VARIANTS = {  # name -> (channels_last, calibration batches: None = --calibration-batches)
-    "NCHW (before channels_last)": (False, None),
-    "channels_last (default)": (True, None),
-    "channels_last, fewer calibration batches": (True, "fewer"),
-}
+@dataclass(frozen=True)
+class Variant:
+    """How one variant scores: memory format, calibration batches, folded BatchNorm, worker processes."""
+
+    channels_last: bool = True
+    fewer_batches: bool = False  # --fewer-calibration-batches instead of --calibration-batches
+    fold_bn: bool = False
+    workers: bool = False  # --workers processes instead of 1
+
+    def name(self, args: argparse.Namespace) -> str:
+        parts = ["channels_last" if self.channels_last else "NCHW (before channels_last)"]
+        parts += ["fewer calibration batches"] * self.fewer_batches + ["BN folded"] * self.fold_bn
+        parts += [f"{args.workers} workers"] * self.workers
+        return ", ".join(parts) + (" (default)" if self == Variant() else "")
+
+
+VARIANTS = (Variant(channels_last=False), Variant(), Variant(fewer_batches=True), Variant(fold_bn=True),
+            Variant(fold_bn=True, workers=True), Variant(fewer_batches=True, fold_bn=True, workers=True))
+
+
+def make_evaluators(module: SupernetModule, data: DigitsDataModule,
+                    args: argparse.Namespace) -> dict[str, SupernetEvaluator]:
+    """One evaluator per variant (those with fewer calibration batches only when that is fewer)."""
+    evaluators = {}
+    for variant in VARIANTS:
+        batches = args.fewer_calibration_batches if variant.fewer_batches else args.calibration_batches
+        if variant.fewer_batches and batches == args.calibration_batches:
+            continue
+        evaluators[variant.name(args)] = SupernetEvaluator(
+            module, data, calibration_batches=batches, measure_hardware=False, channels_last=variant.channels_last,
+            fold_bn=variant.fold_bn, workers=args.workers if variant.workers else 1)
+    return evaluators
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,14 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     module = train_supernet(space, args)
     data = DigitsDataModule(batch_size=args.batch_size, val_fraction=0.25, seed=args.seed)
     archs = architectures(space, args.num_archs, args.seed + 1)
-    evaluators, scores = {}, {}
-    for name, (channels_last, calibration) in VARIANTS.items():
-        batches = args.fewer_calibration_batches if calibration == "fewer" else args.calibration_batches
-        if calibration == "fewer" and batches == args.calibration_batches:
-            continue
-        evaluators[name] = SupernetEvaluator(module, data, calibration_batches=batches, measure_hardware=False,
-                                             channels_last=channels_last)
-        scores[name] = score_all(evaluators[name], space, archs)[0]  # warm-up pass (also caches the batches)
+    evaluators = make_evaluators(module, data, args)
+    # warm-up pass (also caches the batches and forks the workers)
+    scores = {name: score_all(evaluator, space, archs)[0] for name, evaluator in evaluators.items()}
     passes: dict[str, list[tuple[float, float]]] = {name: [] for name in evaluators}
     for _ in range(args.repeats):  # interleaved, so load on the machine hits every variant alike
         for name, evaluator in evaluators.items():
@@ -186,20 +213,23 @@ def main(argv: list[str] | None = None) -> None:
           f"full validation split, {args.threads} thread(s):")
     baseline = json.loads(args.baseline.read_text()) if args.record is None and args.baseline.exists() else None
     mismatch = None if baseline is None else baseline_mismatch(args, archs, baseline)
-    for name in evaluators:
+    for name, evaluator in evaluators.items():
         rate = len(archs) / statistics.median(p[0] for p in passes[name])
         cpu_rate = len(archs) / statistics.median(p[1] for p in passes[name])
-        print(f"  {name:<42} {evaluators[name].calibration_batches} calibration batches: {rate:5.1f} subnets/s "
-              f"wall, {cpu_rate:5.1f} per CPU second")
+        cpu = f"{cpu_rate:5.1f} per CPU second" if evaluator.workers == 1 else "(CPU time in the workers)"
+        print(f"  {name:<62} {evaluator.calibration_batches} calibration batches: {rate:5.1f} subnets/s "
+              f"wall, {cpu}")
         if baseline is not None and mismatch is None:
             print(f"    {compare(archs, scores[name], baseline)}")
     if mismatch is not None:
         print(f"  Kendall tau vs {args.baseline}: not comparable ({mismatch})")
     for name, ms in freeze_times(module.supernet, archs[:20]).items():
         print(f"  {name:<28} {ms:8.2f} CPU ms per subnet")
+    for evaluator in evaluators.values():
+        evaluator.close()
     if args.record is not None:
         payload = {"settings": {k: v for k, v in vars(args).items() if k not in ("record", "baseline")},
-                   "archs": [a.to_dict() for a in archs], "scores": scores["NCHW (before channels_last)"]}
+                   "archs": [a.to_dict() for a in archs], "scores": scores[VARIANTS[0].name(args)]}
         args.record.write_text(json.dumps(payload, indent=1) + "\n")
         print(f"recorded {len(archs)} scores in {args.record}")
     elif baseline is None:

@@ -214,6 +214,8 @@ class SupernetConfig:
     optimizer: str = "sgd"
     lr: float = 0.05
     calibration_batches: int = 5
+    scoring_workers: int = 1
+    fold_bn: bool = False
     num_samples: int | None = None
     mode: str = "ga"
     population_size: int = 20

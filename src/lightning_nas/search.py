@@ -91,7 +91,8 @@ def run_search(
     with a fidelity (multi-fidelity strategies such as Hyperband) call ``evaluator.evaluate_at``
     and record ``epochs``, ``rung``, ``bracket`` (and a string ``state``) in the record's extra.
 
-    With an ``executor`` of parallelism ``n`` (or ``batch_size``), a cache miss evaluates the job
+    With an ``executor`` (or an evaluator, e.g. ``SupernetEvaluator(workers=n)``) of parallelism ``n``
+    (or ``batch_size``), a cache miss evaluates the job
     and up to ``n - 1`` jobs a copy of the strategy asks next (:func:`speculate`) as one batch; the
     ask/tell sequence, and so the history, is exactly the sequential one. Jobs with a fidelity
     run one at a time in this process.
@@ -108,7 +109,8 @@ def run_search(
         batch_size: candidates per batch; None means ``executor.parallelism``.
     """
     executor = LocalExecutor() if executor is None else executor
-    size = executor.parallelism if batch_size is None else int(batch_size)
+    parallelism = max(executor.parallelism, int(getattr(evaluator, "parallelism", 1)))
+    size = parallelism if batch_size is None else int(batch_size)
     if size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
     strategy.setup(space, score)

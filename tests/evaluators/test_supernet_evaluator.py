@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 from typing import Any
 
 import lightning as L
@@ -24,8 +26,12 @@ from lightning_nas.nn import (
     ValueChoice,
     freeze,
 )
+from lightning_nas.nn.fusion import fold_batchnorm, inplace_activations
+from lightning_nas.results.history import History
+from lightning_nas.search import run_search
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.spaces.supernet import SupernetSpace
+from lightning_nas.strategies.evolution import EvolutionStrategy
 from lightning_nas.strategies.supernet import SupernetModule
 
 TRAINER: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
@@ -202,3 +208,155 @@ def test_retrain_reports_test_accuracy(trained: SupernetModule, mode: str) -> No
     assert metrics["test/acc"] > 0.4 and "val/acc" in metrics and metrics["model/params"] > 0
     with pytest.raises(ValueError, match="mode"):
         retrain(trained, arch, PatternData(), mode="zero-shot")
+
+
+def _sample(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
+    rng = np.random.default_rng(seed)
+    return sorted({space.sample(rng) for _ in range(count)}, key=lambda a: a.digest())
+
+
+@pytest.mark.parametrize("measure_hardware", [False, True])
+def test_workers_score_what_one_process_scores(trained: SupernetModule, space: SearchSpace,
+                                               measure_hardware: bool) -> None:
+    archs = [*_sample(space, 6, 3), Architecture({"width": 5})]  # the last one is a bad candidate
+    options = {"measure_hardware": measure_hardware, "latency_repeats": 1, "max_val_batches": 1}
+    alone = SupernetEvaluator(trained, PatternData(), **options)
+    forked = SupernetEvaluator(trained, PatternData(), workers=2, **options)
+    try:
+        expected, results = alone.evaluate_many(space, archs), forked.evaluate_many(space, archs)
+        assert forked._scorer is not None  # scored in worker processes
+    finally:
+        forked.close()
+    assert [r.status for r in results] == [r.status for r in expected] == ["ok"] * 6 + ["failed"]
+    exact = ("search/val_acc", "model/params", "model/macs", "hw/memory_mb")
+    for got, want in zip(results, expected, strict=True):
+        assert {k: got.metrics[k] for k in exact if k in want.metrics} == {k: want.metrics[k] for k in exact
+                                                                           if k in want.metrics}
+        assert got.metrics.keys() == want.metrics.keys()
+    assert forked.num_evaluated == 6 and forked.subnets_per_second > 0
+
+
+def test_workers_follow_changed_supernet_weights(space: SearchSpace) -> None:
+    """The forked workers score the supernet as it is now: changed weights fork a fresh pool."""
+    with seeded(1):
+        module = SupernetModule(SmallSpace((1, 8, 8), CLASSES))
+    archs = _sample(space, 4, 4)
+    forked = SupernetEvaluator(module, PatternData(), workers=2, measure_hardware=False, calibration_batches=1)
+    try:
+        first = [r.metrics for r in forked.evaluate_many(space, archs)]
+        pool = forked._scorer
+        assert [r.metrics for r in forked.evaluate_many(space, archs)] == first
+        assert forked._scorer is pool  # the pool is reused
+        with torch.no_grad():
+            for param in module.supernet.parameters():
+                param.mul_(-1.0)
+        changed = forked.evaluate_many(space, archs)
+        assert forked._scorer is not pool
+    finally:
+        forked.close()
+    alone = SupernetEvaluator(module, PatternData(), measure_hardware=False, calibration_batches=1)
+    assert [r.metrics for r in changed] == [alone.evaluate(space, a).metrics for a in archs]
+
+
+def _exits_in_a_worker(parent: int) -> Any:
+    def score(model: nn.Module, batches: Any) -> float:
+        if os.getpid() != parent:
+            os._exit(3)  # a worker dying mid-candidate
+        return 0.5
+    return score
+
+
+def test_a_dead_worker_leaves_its_candidates_to_this_process(trained: SupernetModule, space: SearchSpace) -> None:
+    archs = _sample(space, 3, 5)
+    forked = SupernetEvaluator(trained, PatternData(), workers=2, measure_hardware=False,
+                               val_score=_exits_in_a_worker(os.getpid()))
+    try:
+        results = forked.evaluate_many(space, archs)
+    finally:
+        forked.close()
+    assert [r.metrics["search/val_acc"] for r in results] == [0.5] * len(archs)
+    assert forked._scorer is None  # the broken pool was let go
+
+
+def test_folded_batchnorm_scores_equal_unfolded(trained: SupernetModule, space: SearchSpace) -> None:
+    archs = _sample(space, 10, 6)
+    before = {n: p.detach().clone() for n, p in trained.supernet.named_parameters()}
+    results = {}
+    for fold_bn in (False, True):
+        evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=True, latency_repeats=1,
+                                      fold_bn=fold_bn)
+        results[fold_bn] = [evaluator.evaluate(space, a).metrics for a in archs]
+    for folded, plain in zip(results[True], results[False], strict=True):
+        assert folded["search/val_acc"] == pytest.approx(plain["search/val_acc"], abs=1 / 128)  # one image at most
+        assert folded["model/params"] == plain["model/params"] and folded["model/macs"] == plain["model/macs"]
+    assert sum(f["search/val_acc"] == p["search/val_acc"] for f, p in zip(results[True], results[False],
+                                                                          strict=True)) >= 9
+    assert all(torch.equal(p, before[n]) for n, p in trained.supernet.named_parameters())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fold_batchnorm_computes_the_same_function(trained: SupernetModule, space: SearchSpace,
+                                                   channels_last: bool) -> None:
+    evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False, channels_last=channels_last)
+    arch = Architecture({"width": 8, "kernel": 5, "depth": 3, "block0/op": "conv", "block1/op": "skip",
+                         "block2/op": "conv"})
+    model = evaluator._scoring_subnet(arch)
+    x = evaluator._val_batches()[0][0]
+    with torch.inference_mode():
+        expected = model(x)
+    strides = [m.weight.stride() for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert fold_batchnorm(model) == 2  # the two conv blocks; the skip block's BatchNorm follows an Identity
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 1
+    assert [m.weight.stride() for m in model.modules() if isinstance(m, nn.Conv2d)] == strides
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inplace_activations_compute_the_same_values() -> None:
+    with seeded(0):
+        net = nn.Sequential(nn.ReLU(), nn.Conv2d(2, 3, 3), nn.SiLU(), nn.BatchNorm2d(3), nn.ReLU6(),
+                            nn.Sequential(nn.Identity(), nn.Hardswish())).eval()
+    x = torch.randn(2, 2, 5, 5)
+    expected, original = net(x), net[2]
+    assert inplace_activations(net) == 2  # after the conv and the BatchNorm; not first, not after Identity
+    assert not net[0].inplace and net[2].inplace and net[4].inplace and not net[5][1].inplace
+    assert not original.inplace  # replaced by a copy, not changed
+    y = x.clone()
+    assert torch.equal(net(y), expected) and torch.equal(y, x)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"workers": 0}, "evaluator.workers must be an int >= 1, got 0"),
+    ({"workers": 2.0}, "evaluator.workers must be an int >= 1, got 2.0"),
+    ({"workers": True}, "evaluator.workers must be an int >= 1, got True"),
+    ({"fold_bn": "yes"}, "evaluator.fold_bn must be a bool, got 'yes'"),
+    ({"channels_last": 1}, "evaluator.channels_last must be a bool, got 1"),
+])
+def test_invalid_speed_options_are_named(trained: SupernetModule, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        SupernetEvaluator(trained, PatternData(), **kwargs)
+
+
+def _counted(many: Any, calls: list[int]) -> Any:
+    def evaluate_many(space: SearchSpace, archs: list[Architecture]) -> Any:
+        calls.append(len(archs))
+        return many(space, archs)
+    return evaluate_many
+
+
+def test_the_search_loop_scores_batches_in_the_workers(trained: SupernetModule, space: SearchSpace) -> None:
+    """``run_search`` asks ``workers`` candidates per batch of an evaluator with workers; the history is the
+    one the in-process evaluator writes."""
+    histories = {}
+    for workers in (1, 2):
+        evaluator = SupernetEvaluator(trained, PatternData(), measure_hardware=False, workers=workers)
+        calls: list[int] = []
+        evaluator.evaluate_many = _counted(evaluator.evaluate_many, calls)  # type: ignore[method-assign]
+        strategy = EvolutionStrategy(num_samples=12, seed=0, population_size=6, generations=2)
+        try:
+            history = run_search(space, strategy, evaluator, History(), progress=False)
+        finally:
+            evaluator.close()
+        histories[workers] = [(r.arch, r.result.metrics) for r in history]
+        assert max(calls, default=1) == workers and len(history) == 12
+    assert histories[2] == histories[1]

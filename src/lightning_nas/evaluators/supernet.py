@@ -8,6 +8,7 @@ cached validation batches: milliseconds per subnet, so a strategy can score hund
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
@@ -19,10 +20,18 @@ from torch import nn
 
 from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.evaluators.base import Evaluator
+from lightning_nas.evaluators.supernet_workers import ForkedScorer, can_fork, weights_fingerprint
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
-from lightning_nas.hardware.profile import count_params, profile_model
+from lightning_nas.hardware.profile import (
+    count_macs,
+    count_params,
+    measure_latency,
+    peak_activation_memory,
+    profile_model,
+)
 from lightning_nas.nn import freeze, has_choices
 from lightning_nas.nn.batchnorm import recalibrate_bn
+from lightning_nas.nn.fusion import fold_batchnorm, inplace_activations
 from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.spaces.supernet import SupernetSpace
 
@@ -86,6 +95,17 @@ class SupernetEvaluator(Evaluator):
         channels_last: score in the channels-last memory format (images cached so, convolution weights
             copied so per subnet; the supernet is untouched): the same scores, and on CPU depthwise
             convolutions and train-mode BatchNorm several times faster (``benchmarks/supernet_scoring.py``).
+        fold_bn: after recalibration, fold each BatchNorm that follows a convolution into it for the
+            validation pass (eval-mode BN is a per-channel affine map): the same scores up to float
+            rounding, and faster. Model metrics are those of the unfolded subnet.
+        workers: processes scoring at once in :meth:`evaluate_many` (1: in this process). They are forked
+            from this one (so they share the supernet's and the cached batches' memory), run one thread
+            each and give the scores this process gives; of the hardware metrics they compute the exact
+            ones (MACs, memory), latency is timed here, one subnet at a time, so that workers do not slow
+            it down. Needs the ``fork`` start method and a supernet on the CPU; else in-process.
+
+    Every activation that follows a convolution or BatchNorm in an ``nn.Sequential`` runs in place
+    while scoring (the same values, less memory traffic).
 
     Example:
         >>> evaluator = SupernetEvaluator(module, dm, measure_hardware=False)  # doctest: +SKIP
@@ -106,6 +126,8 @@ class SupernetEvaluator(Evaluator):
         val_dataloader: Iterable[Any] | None = None,
         val_score: ValScore | None = None,
         channels_last: bool = True,
+        fold_bn: bool = False,
+        workers: int = 1,
     ) -> None:
         module = supernet_module_or_supernet
         self.supernet: nn.Module = module.supernet if isinstance(module, SupernetOwner) else module
@@ -114,6 +136,10 @@ class SupernetEvaluator(Evaluator):
                              f"got {type(module).__name__}")
         _check_int("calibration_batches", calibration_batches, 0)
         _check_int("latency_repeats", latency_repeats, 1)
+        _check_int("workers", workers, 1)
+        for key, flag in (("channels_last", channels_last), ("fold_bn", fold_bn)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"evaluator.{key} must be a bool, got {flag!r}")
         if max_val_batches is not None:
             _check_int("max_val_batches", max_val_batches, 1)
         if datamodule is None and (train_dataloader is None or val_dataloader is None):
@@ -125,12 +151,19 @@ class SupernetEvaluator(Evaluator):
         self.latency_repeats, self.measure_hardware = latency_repeats, bool(measure_hardware)
         self._loaders = (train_dataloader, val_dataloader)
         self.val_score: ValScore = val_score if val_score is not None else top1_accuracy
-        self.channels_last = bool(channels_last)
+        self.channels_last, self.fold_bn, self.workers = channels_last, fold_bn, workers
+        self._scorer: ForkedScorer | None = None
+        self._latency_in_parent = False  # True in a worker: its parent times the latency
         self._calibration: list[torch.Tensor] | None = None
         self._val: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._hardware: dict[Architecture, dict[str, float]] = {}
         self.num_evaluated = 0
         self.seconds = 0.0
+
+    @property
+    def parallelism(self) -> int:
+        """How many candidates :meth:`evaluate_many` scores at once (the search loop's batch size)."""
+        return self.workers if can_fork(self.supernet) else 1
 
     @property
     def subnets_per_second(self) -> float:
@@ -157,9 +190,12 @@ class SupernetEvaluator(Evaluator):
         try:
             chosen = space.validate(arch)
             model = self._scoring_subnet(chosen)
+            model_metrics = self._model_metrics(chosen, model, space.input_shape)  # of the unfolded subnet
+            if self.fold_bn:
+                fold_batchnorm(model)
             with torch.inference_mode():
                 metrics["search/val_acc"] = float(self.val_score(model, self._val_batches()))
-            metrics.update(self._model_metrics(chosen, model, space.input_shape))
+            metrics.update(model_metrics)
         except Exception as error:  # a bad candidate must not end the search
             log.debug("subnet %s failed", arch.digest(), exc_info=True)
             return EvalResult.failed(f"{type(error).__name__}: {error}", metrics, time.perf_counter() - start)
@@ -167,6 +203,77 @@ class SupernetEvaluator(Evaluator):
         self.num_evaluated += 1
         self.seconds += duration
         return EvalResult("ok", metrics, duration_s=duration)
+
+    def evaluate_many(self, space: SearchSpace, archs: Sequence[Architecture]) -> list[EvalResult]:
+        """One result per architecture, in order, scored by ``workers`` forked processes (when there are
+        several, and more than one architecture); the same results as :meth:`evaluate` one by one."""
+        if self.workers == 1 or len(archs) < 2:
+            return [self.evaluate(space, arch) for arch in archs]
+        start = time.perf_counter()
+        scorer = self._forked_scorer(space)
+        if scorer is None:
+            return [self.evaluate(space, arch) for arch in archs]
+        results = scorer.map(archs)
+        if scorer.broken:  # a worker died: score what is left here, fork afresh next time
+            self.close()
+        done = [r if r is not None else self.evaluate(space, a) for a, r in zip(archs, results, strict=True)]
+        if self.measure_hardware:
+            done = [self._with_hardware(space, a, r) if r.ok else r for a, r in zip(archs, done, strict=True)]
+        self.num_evaluated += sum(r.ok for r in results if r is not None)
+        self.seconds += time.perf_counter() - start
+        return done
+
+    def worker_copy(self) -> SupernetEvaluator:
+        """What a forked worker runs: this evaluator in one process, latency left to the parent."""
+        twin = copy.copy(self)
+        twin.workers, twin._latency_in_parent, twin._scorer = 1, True, None
+        return twin
+
+    def close(self) -> None:
+        """Stop the worker processes (a later :meth:`evaluate_many` forks new ones)."""
+        scorer, self._scorer = getattr(self, "_scorer", None), None
+        if scorer is not None:
+            scorer.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_scorer": None}  # worker processes do not travel
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _forked_scorer(self, space: SearchSpace) -> ForkedScorer | None:
+        """The pool for ``space`` and the supernet's current weights (forked afresh when they changed)."""
+        if not can_fork(self.supernet):
+            if not getattr(self, "_warned_no_fork", False):
+                log.warning("SupernetEvaluator(workers=%d): no fork start method or the supernet is not on the "
+                            "CPU; scoring in this process", self.workers)
+                self._warned_no_fork = True
+            return None
+        fingerprint = (id(space), weights_fingerprint(self.supernet))
+        if self._scorer is not None and self._scorer.fingerprint != fingerprint:
+            self.close()
+        if self._scorer is None:
+            try:
+                self._calibration_batches(), self._val_batches()  # cached before the fork: the workers share them
+                self._scorer = ForkedScorer(self, space, self.workers, fingerprint)
+            except Exception as error:  # e.g. no memory to fork, or data that cannot be read: score here
+                log.warning("SupernetEvaluator(workers=%d): no worker processes (%s: %s); scoring in this process",
+                            self.workers, type(error).__name__, error)
+        return self._scorer
+
+    def _with_hardware(self, space: SearchSpace, arch: Architecture, result: EvalResult) -> EvalResult:
+        """``result`` (from a worker, with MACs and memory) with the latency of ``arch``, timed here."""
+        chosen = space.validate(arch)
+        try:
+            if chosen not in self._hardware:
+                model = self._scoring_subnet(chosen, calibrate=False)
+                stats = measure_latency(model, space.input_shape, repeats=self.latency_repeats)
+                self._hardware[chosen] = {**{k: v for k, v in result.metrics.items() if k != "search/val_acc"},
+                                          "hw/latency_ms": stats.median_ms, "hw/latency_p90_ms": stats.p90_ms}
+        except Exception as error:  # as in evaluate: a failed measurement fails the candidate
+            log.debug("hardware metrics of %s failed", arch.digest(), exc_info=True)
+            return EvalResult.failed(f"{type(error).__name__}: {error}", result.metrics, result.duration_s)
+        return EvalResult(result.status, {**result.metrics, **self._hardware[chosen]}, duration_s=result.duration_s)
 
     def subnet(self, arch: Architecture, share_weights: bool = False) -> nn.Module:
         """The frozen path ``arch`` with inherited weights and recalibrated BN, in eval mode.
@@ -176,17 +283,18 @@ class SupernetEvaluator(Evaluator):
         """
         return self._calibrated(freeze(self.supernet, arch, share_weights=share_weights))
 
-    def _scoring_subnet(self, arch: Architecture) -> nn.Module:
+    def _scoring_subnet(self, arch: Architecture, calibrate: bool = True) -> nn.Module:
         """The subnet scored: the supernet's weights shared, or with ``channels_last`` convolution
-        weights copied into that format (the supernet's own tensors keep theirs)."""
+        weights copied into that format (the supernet's own tensors keep theirs); in-place activations."""
         model = freeze(self.supernet, arch, share_weights=True)
+        inplace_activations(model)
         if self.channels_last:
             for module in model.modules():
                 weight = getattr(module, "weight", None)
                 if isinstance(module, nn.Conv2d) and isinstance(weight, torch.Tensor):
                     # requires_grad as the original: count_params (model/params) counts trainable parameters
                     module.weight = nn.Parameter(_as_channels_last(weight.detach()), requires_grad=weight.requires_grad)
-        return self._calibrated(model)
+        return self._calibrated(model) if calibrate else model.eval()
 
     def _calibrated(self, model: nn.Module) -> nn.Module:
         """``model`` with its BN statistics recalibrated on the cached batches, in eval mode."""
@@ -198,6 +306,9 @@ class SupernetEvaluator(Evaluator):
                        input_shape: tuple[int, ...]) -> dict[str, float]:
         if not self.measure_hardware:
             return {"model/params": float(count_params(model))}
+        if self._latency_in_parent:  # a worker: the exact metrics, the latency is timed by the parent
+            return {"model/params": float(count_params(model)), "model/macs": float(count_macs(model, input_shape)),
+                    "hw/memory_mb": peak_activation_memory(model, input_shape) / 2**20}
         if arch not in self._hardware:
             self._hardware[arch] = profile_model(model, input_shape, latency_repeats=self.latency_repeats)
         return dict(self._hardware[arch])

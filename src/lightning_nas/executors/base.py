@@ -56,7 +56,8 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """Evaluates in this process, one candidate after another (no timeout, no isolation).
+    """Evaluates in this process, one candidate after another (no timeout, no isolation); an evaluator
+    with ``evaluate_many`` (e.g. ``SupernetEvaluator(workers=2)``) gets the whole batch.
 
     Example:
         >>> results = LocalExecutor().map_evaluate(evaluator, space, archs)  # doctest: +SKIP
@@ -64,6 +65,10 @@ class LocalExecutor(Executor):
 
     def map_evaluate(self, evaluator: Evaluator, space: SearchSpace,
                      archs: Sequence[Architecture]) -> list[EvalResult]:
+        many = getattr(evaluator, "evaluate_many", None)
+        if callable(many) and len(archs) > 1:
+            results: list[EvalResult] = many(space, archs)  # one result per architecture, never raises
+            return results
         return [safe_evaluate(evaluator, space, arch) for arch in archs]
 
 

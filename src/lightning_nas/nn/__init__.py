@@ -16,6 +16,7 @@ from lightning_nas.nn.choices import (
     resolve,
 )
 from lightning_nas.nn.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticGroupNorm, ElasticLinear
+from lightning_nas.nn.fusion import fold_batchnorm, inplace_activations
 from lightning_nas.nn.mutation import activate, cardinality, decisions, freeze, has_choices, sample, validate
 
 __all__ = [
@@ -35,8 +36,10 @@ __all__ = [
     "decisions",
     "derive",
     "fixed_arch",
+    "fold_batchnorm",
     "freeze",
     "has_choices",
+    "inplace_activations",
     "make_divisible",
     "max_of",
     "recalibrate_bn",

@@ -42,6 +42,10 @@ class SupernetSearch(SearchMethod):
         optimizer: ``sgd`` or ``adamw`` for the supernet.
         lr: supernet learning rate.
         calibration_batches: training batches used to re-estimate BN statistics per subnet.
+        scoring_workers: processes scoring subnets at once (forked, sharing the supernet; see
+            :class:`SupernetEvaluator` ``workers``): the search asks that many candidates per batch.
+        fold_bn: fold BatchNorm into the convolutions for each subnet's validation pass (faster; the same
+            scores up to float rounding).
         num_samples, mode, population_size, generations, mutation_rate, crossover_rate, tournament_size,
             elitism: the evolutionary search over subnets (see :class:`EvolutionStrategy`).
         retrain: ``scratch`` or ``finetune`` for the final model.
@@ -53,7 +57,8 @@ class SupernetSearch(SearchMethod):
     """
 
     def __init__(self, epochs: int = 10, sampling: str = "uniform", num_random_paths: int = 2, distill: bool = True,
-                 optimizer: str = "sgd", lr: float = 0.05, calibration_batches: int = 5,
+                 optimizer: str = "sgd", lr: float = 0.05, calibration_batches: int = 5, scoring_workers: int = 1,
+                 fold_bn: bool = False,
                  num_samples: int | None = None, mode: str = "ga", population_size: int = 20, generations: int = 5,
                  mutation_rate: float = 0.1, crossover_rate: float = 0.8, tournament_size: int = 5,
                  elitism: int = 2, retrain: str = "scratch", retrain_epochs: int | None = None, seed: int = 0) -> None:
@@ -65,6 +70,11 @@ class SupernetSearch(SearchMethod):
             raise ValueError(f"strategy.retrain_epochs must be at least 1, got {retrain_epochs}")
         if calibration_batches < 0:
             raise ValueError(f"strategy.calibration_batches must be >= 0, got {calibration_batches}")
+        if not isinstance(scoring_workers, int) or isinstance(scoring_workers, bool) or scoring_workers < 1:
+            raise ValueError(f"strategy.scoring_workers must be an int >= 1, got {scoring_workers!r}")
+        if not isinstance(fold_bn, bool):
+            raise ValueError(f"strategy.fold_bn must be a bool, got {fold_bn!r}")
+        self.scoring_workers, self.fold_bn = scoring_workers, fold_bn
         self.epochs, self.retrain, self.retrain_epochs = epochs, retrain, retrain_epochs
         self.calibration_batches, self.seed = calibration_batches, seed
         self.module_kwargs: dict[str, Any] = {
@@ -116,4 +126,5 @@ class SupernetSearch(SearchMethod):
         return module
 
     def evaluator(self, module: SupernetModule, datamodule: L.LightningDataModule) -> SupernetEvaluator:
-        return SupernetEvaluator(module, datamodule, calibration_batches=self.calibration_batches)
+        return SupernetEvaluator(module, datamodule, calibration_batches=self.calibration_batches,
+                                 fold_bn=self.fold_bn, workers=self.scoring_workers)
