@@ -229,19 +229,21 @@ def test_deadline_callback_counts_epochs_and_warns_when_the_pace_misses(caplog: 
     callback = DeadlineCallback(budget, time.perf_counter() + 600)
     trainer = SimpleNamespace(should_stop=False, current_epoch=0, max_epochs=10)
     callback.on_train_start(trainer, None)
-    callback._started = time.perf_counter() - 100  # the first epoch took ~100 s: ~6 of 10 fit in 600 s
     with caplog.at_level("WARNING", logger="lightning_nas.planner"):
-        callback.on_train_epoch_end(trainer, None)
+        callback.on_train_epoch_end(trainer, None)  # the first epoch (one-time costs) sets no pace
+        callback._first_epoch_end = time.perf_counter() - 100  # the second epoch took ~100 s: ~7 of 10 fit
         trainer.current_epoch = 1
         callback.on_train_epoch_end(trainer, None)
+        trainer.current_epoch = 2
+        callback.on_train_epoch_end(trainer, None)  # warned once
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "of the 10 planned fit before the deadline" in warnings[0], warnings
-    assert callback.epochs_trained == 2 and not callback.stopped_early
+    assert len(warnings) == 1 and "about 7 of the 10 planned fit before the deadline" in warnings[0], warnings
+    assert callback.epochs_trained == 3 and not callback.stopped_early
     callback.deadline = time.perf_counter() - 1
-    trainer.current_epoch = 2
-    callback.on_train_batch_end(trainer, None, None, None, 0)  # stopped inside epoch 3: 2 epochs trained
+    trainer.current_epoch = 3
+    callback.on_train_batch_end(trainer, None, None, None, 0)  # stopped inside epoch 4: 3 epochs trained
     callback.on_train_epoch_end(trainer, None)
-    assert trainer.should_stop and callback.stopped_early and callback.epochs_trained == 2
+    assert trainer.should_stop and callback.stopped_early and callback.epochs_trained == 3
 
 
 def test_deadline_callback_is_quiet_when_the_epochs_fit(caplog: pytest.LogCaptureFixture) -> None:
@@ -250,7 +252,10 @@ def test_deadline_callback_is_quiet_when_the_epochs_fit(caplog: pytest.LogCaptur
     callback.on_train_start(trainer, None)
     with caplog.at_level("WARNING", logger="lightning_nas.planner"):
         callback.on_train_epoch_end(trainer, None)
-    assert not [r for r in caplog.records if r.levelname == "WARNING"] and callback.epochs_trained == 1
+        callback._first_epoch_end = time.perf_counter() - 100  # 100 s an epoch: 2 + 5 fit, 3 planned
+        trainer.current_epoch = 1
+        callback.on_train_epoch_end(trainer, None)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"] and callback.epochs_trained == 2
 
 
 def test_config_without_time_plans_nothing() -> None:

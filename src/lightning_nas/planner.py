@@ -357,21 +357,22 @@ class TimeBudget:
 class DeadlineCallback(L.Callback):
     """Logs the time left after each epoch and stops training at ``deadline`` (``time.perf_counter()``).
 
-    After each epoch it also projects the end from the epochs' measured pace and warns, once, when the
-    planned epochs will not all fit before the deadline (the plan under-read the final epoch's cost, or
-    other work shares the cores). :attr:`epochs_trained` counts the epochs completed, and
-    :attr:`stopped_early` says whether the deadline cut the training short.
+    From the second epoch on it also projects the end from the measured pace of the epochs after the
+    first (which carries one-time costs) and warns, once, when the planned epochs will not all fit before
+    the deadline (the plan under-read the final epoch's cost, or other work shares the cores).
+    :attr:`epochs_trained` counts the epochs completed, and :attr:`stopped_early` says whether the
+    deadline cut the training short.
     """
 
     def __init__(self, budget: TimeBudget, deadline: float) -> None:
         self.budget, self.deadline = budget, deadline
         self.epochs_trained = 0
         self.stopped_early = False
-        self._started: float | None = None
+        self._first_epoch_end: float | None = None
         self._warned = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started, self.epochs_trained, self.stopped_early, self._warned = time.perf_counter(), 0, False, False
+        self._first_epoch_end, self.epochs_trained, self.stopped_early, self._warned = None, 0, False, False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -393,8 +394,10 @@ class DeadlineCallback(L.Callback):
         planned = trainer.max_epochs or 0
         log.info("time budget: final training epoch %d/%d done, %s left", trainer.current_epoch + 1, planned,
                  format_seconds(self.budget.left()))
-        started = self._started if self._started is not None else now
-        epoch_s = (now - started) / max(1, self.epochs_trained)
+        if self._first_epoch_end is None:
+            self._first_epoch_end = now
+            return
+        epoch_s = (now - self._first_epoch_end) / max(1, self.epochs_trained - 1)
         fit = self.epochs_trained + max(0, math.floor((self.deadline - now) / max(epoch_s, 1e-9)))
         if not self._warned and fit < planned:
             self._warned = True
