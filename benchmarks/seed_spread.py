@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/seed_spread.py --model resnet_small --seeds 4 --epochs 15 --jobs 2
     python benchmarks/seed_spread.py --model resnet_small:16,32,56,68 --seeds 2   # the ResNet at half the params
+    python benchmarks/seed_spread.py --model resnet_small:24,48,72/4 --seeds 2   # three blocks, 4x4 flattened
     python benchmarks/seed_spread.py --model outputs/fm_full/best/arch.json --seeds 4 --epochs 15
     python benchmarks/seed_spread.py --model two_conv_cnn --quick      # CI-sized: a few hundred images
 """
@@ -63,22 +64,26 @@ def compose_config(preset: str, quick: bool, overrides: list[str]) -> DictConfig
 
 
 def build_model(model: str, cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
-    """A baseline by name, ``resnet_small:W1,W2,...`` (the ResNet baseline with these block widths), or the
+    """A baseline by name, ``resnet_small:W1,W2,...[/P]`` (the ResNet baseline with these block widths,
+    pooled to P x P before the classifier), or the
     network of an ``arch.json`` in the preset's search space."""
     if model in BASELINES:
         return build_baseline(model, input_shape, num_classes)
     if model.startswith("resnet_small:"):
+        spec, _, pool = model.split(":", 1)[1].partition("/")
         try:
-            widths = [int(w) for w in model.split(":", 1)[1].split(",")]
+            widths = [int(w) for w in spec.split(",")]
+            pool_size = int(pool) if pool else 1
         except ValueError:
-            widths = []
-        if not widths or min(widths) < 1:
-            raise SystemExit(f"--model {model!r}: resnet_small:W1,W2,... takes positive integer block widths")
-        return resnet_small(input_shape, num_classes, widths=widths)
+            widths, pool_size = [], 0
+        if not widths or min(widths) < 1 or pool_size < 1:
+            raise SystemExit(f"--model {model!r}: resnet_small:W1,W2,...[/P] takes positive integer block widths "
+                             "(and a positive pool size P)")
+        return resnet_small(input_shape, num_classes, widths=widths, pool_size=pool_size)
     path = Path(model)
     if not path.is_file():
         names = ", ".join(sorted(BASELINES))
-        raise SystemExit(f"--model {model!r}: neither a baseline ({names}), resnet_small:W1,W2,... nor an "
+        raise SystemExit(f"--model {model!r}: neither a baseline ({names}), resnet_small:W1,W2,...[/P] nor an "
                          "arch.json file")
     space = build_node(cfg, "search_space", input_shape=input_shape, num_classes=num_classes)
     try:
@@ -130,8 +135,9 @@ def summarise(runs: list[SeedRun]) -> dict[str, float]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a baseline name, resnet_small:W1,W2,... (the ResNet "
-                        "baseline with these block widths), or an arch.json of the preset's space")
+    parser.add_argument("--model", required=True, help="a baseline name, resnet_small:W1,W2,...[/P] (the ResNet "
+                        "baseline with these block widths, pooled to PxP before the classifier), or an arch.json of "
+                        "the preset's space")
     parser.add_argument("--preset", default="fashion_mnist", help="experiment preset giving data and recipe")
     parser.add_argument("--seeds", type=int, default=4, help="seeds 0 .. N-1")
     parser.add_argument("--epochs", type=int, default=15, help="final-training epochs per seed")

@@ -69,8 +69,15 @@ class BasicBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-def resnet_small(input_shape: InputShape, num_classes: int, widths: Sequence[int] = (16, 32, 64, 128)) -> nn.Module:
-    """Stride-2 3x3 stem, one basic block per width (all but the first halve the size), pool, linear."""
+def resnet_small(input_shape: InputShape, num_classes: int, widths: Sequence[int] = (16, 32, 64, 128),
+                 pool_size: int = 1) -> nn.Module:
+    """Stride-2 3x3 stem, one basic block per width (all but the first halve the size), pool, linear.
+
+    ``pool_size`` > 1 average-pools to ``pool_size`` x ``pool_size`` and flattens, so the classifier sees
+    where a feature is (Fashion-MNIST's items are centred), for ``pool_size**2`` times the classifier weights.
+    """
+    if pool_size < 1:
+        raise ValueError(f"resnet_small: pool_size must be >= 1, got {pool_size}")
     channels = int(input_shape[0])
     layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
                                nn.ReLU(inplace=True)]
@@ -78,7 +85,8 @@ def resnet_small(input_shape: InputShape, num_classes: int, widths: Sequence[int
     for index, width in enumerate(widths):
         layers.append(BasicBlock(cin, width, 1 if index == 0 else 2))
         cin = width
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(),
+                         nn.Linear(cin * pool_size * pool_size, num_classes))
 
 
 BASELINES: dict[str, Callable[[InputShape, int], nn.Module]] = {

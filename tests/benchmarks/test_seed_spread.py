@@ -74,11 +74,26 @@ def test_resnet_with_other_widths(bench: ModuleType) -> None:
         bench.build_model("resnet_small", cfg, (1, 28, 28), 10))
 
 
-@pytest.mark.parametrize("spec", ["resnet_small:", "resnet_small:16,x", "resnet_small:16,0"])
+def test_resnet_with_a_spatial_classifier(bench: ModuleType) -> None:
+    from omegaconf import OmegaConf
+
+    from lightning_nas.hardware.profile import count_params
+
+    cfg = OmegaConf.create({})
+    flat = bench.build_model("resnet_small:24,48,72/4", cfg, (1, 28, 28), 10)
+    gap = bench.build_model("resnet_small:24,48,72", cfg, (1, 28, 28), 10)
+    assert count_params(flat) - count_params(gap) == 72 * 15 * 10  # the classifier sees 4x4 positions, not one
+    assert count_params(flat) == 136_450
+    assert flat(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("spec", ["resnet_small:", "resnet_small:16,x", "resnet_small:16,0", "resnet_small:16/0",
+                                  "resnet_small:16/x"])
 def test_bad_resnet_widths_are_named(bench: ModuleType, spec: str) -> None:
     from omegaconf import OmegaConf
 
-    with pytest.raises(SystemExit, match=rf"^--model '{spec}': resnet_small:W1,W2,\.\.\. takes positive integer"):
+    pattern = rf"^--model '{spec}': resnet_small:W1,W2,\.\.\.\[/P\] takes positive integer"
+    with pytest.raises(SystemExit, match=pattern):
         bench.build_model(spec, OmegaConf.create({}), (1, 28, 28), 10)
 
 
@@ -91,3 +106,10 @@ def test_seeds_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture
 def test_bad_override_is_named_in_one_line(bench: ModuleType) -> None:
     with pytest.raises(SystemExit, match=r"^seed_spread: .*evaluator\.no_such_key[^\n]*$"):
         bench.main(["--model", "two_conv_cnn", "--quick", "evaluator.no_such_key=3"])
+
+
+def test_resnet_pool_size_must_be_positive() -> None:
+    from lightning_nas.baselines import resnet_small
+
+    with pytest.raises(ValueError, match="resnet_small: pool_size must be >= 1, got 0"):
+        resnet_small((1, 28, 28), 10, pool_size=0)
