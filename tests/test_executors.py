@@ -239,4 +239,5 @@ def test_ray_executor_retries_a_killed_worker(ray_executor: Any, tmp_path: Path)
 
 @pytest.mark.slow
 def test_ray_executor_timeout(ray_executor: Any) -> None:
-    _check_timeout(ray_executor, 25.0)  # includes a fresh Ray worker's start
+    # includes a fresh Ray worker's start, which took over 25 s on a loaded 2-core machine (CI beside training jobs)
+    _check_timeout(ray_executor, 60.0)

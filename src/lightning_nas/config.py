@@ -116,6 +116,7 @@ class EfficientConvNetConfig:
     head_channels: int = 160
     activation: str = "swish"
     dropout: float = 0.0
+    pool_size: int = 1
 
 
 @dataclass

@@ -74,3 +74,27 @@ def test_stage_scope_gives_every_block_of_a_stage_the_same_choices() -> None:
 def test_bad_decision_scope_is_named() -> None:
     with pytest.raises(ValueError, match="decision_scope must be one of \\['block', 'stage'\\], got 'layer'"):
         HybridConvNetSpace((1, 28, 28), 10, decision_scope="layer", **SMALL)
+
+
+def test_pool_size_gives_the_classifier_every_position() -> None:
+    from lightning_nas.hardware.profile import count_params
+    from lightning_nas.nn.mutation import activate, freeze
+
+    options = {**SMALL, "width_multipliers": [0.75, 1.0], "stage_channels": [8, 16, 32], "stage_depths": [1, 1, 1],
+               "stage_strides": [1, 2, 2]}
+    pooled = HybridConvNetSpace((1, 28, 28), 10, pool_size=4, **options)
+    arch = {label: choice.candidates[0] for label, choice in pooled.decisions.items()}  # width 0.75
+    assert count_params(pooled.build(arch)) - count_params(HybridConvNetSpace((1, 28, 28), 10, **options).build(
+        arch)) == 24 * 15 * 10  # width 0.75: 24 channels at 4x4, every position a classifier input
+    supernet = pooled.supernet().eval()
+    x = torch.randn(2, 1, 28, 28)
+    for width in (0.75, 1.0):
+        arch = {**arch, "width_mult": width}
+        activate(supernet, arch)
+        subnet = freeze(supernet, arch, share_weights=True).eval()
+        assert torch.allclose(supernet(x), subnet(x), atol=1e-5)  # the classifier's leading columns, channel-major
+
+
+def test_bad_pool_size_is_named() -> None:
+    with pytest.raises(ValueError, match="pool_size must be an int >= 1, got 0"):
+        HybridConvNetSpace((1, 28, 28), 10, pool_size=0, **SMALL)

@@ -94,6 +94,8 @@ class EfficientConvNetSpace(SearchSpace):
         head_channels: width of the 1x1 conv before pooling at ``width_mult`` 1; 0 leaves it out.
         activation: one of ``relu``, ``relu6``, ``swish``, ``hswish``, ``gelu``.
         dropout: dropout probability before the classifier.
+        pool_size: the head average-pools to ``pool_size`` x ``pool_size`` and flattens, so the classifier
+            sees where a feature is (1: global pooling); ``pool_size**2`` times the classifier's weights.
 
     Example:
         >>> space = EfficientConvNetSpace((1, 8, 8), 10)
@@ -121,8 +123,12 @@ class EfficientConvNetSpace(SearchSpace):
         head_channels: int = 160,
         activation: str = "swish",
         dropout: float = 0.0,
+        pool_size: int = 1,
     ) -> None:
         super().__init__(input_shape, num_classes)
+        if not _is_int(pool_size) or pool_size < 1:
+            raise ValueError(f"pool_size must be an int >= 1, got {pool_size!r}")
+        self.pool_size = int(pool_size)
         self.width_multipliers = _numbers(
             "width_multipliers", width_multipliers, _multiplier, "numbers in (0, 4]"
         )
@@ -208,10 +214,10 @@ class EfficientConvNetSpace(SearchSpace):
                 cin, head_width, 1, 1, ElasticBatchNorm2d, ACTIVATIONS[self.activation]
             )
             cin = head_width
-        layers["pool"] = nn.AdaptiveAvgPool2d(1)
+        layers["pool"] = nn.AdaptiveAvgPool2d(self.pool_size)
         layers["flatten"] = nn.Flatten()
         layers["dropout"] = nn.Dropout(self.dropout)
-        layers["classifier"] = ElasticLinear(cin, self.num_classes)
+        layers["classifier"] = ElasticLinear(cin * self.pool_size**2 if self.pool_size > 1 else cin, self.num_classes)
         return nn.Sequential(layers)
 
     def _stage(self, index: int, cin: Any, cout: Any, depth: Any) -> nn.Module:
