@@ -170,6 +170,8 @@ class BaselineJob:
                    "--worker-config", str(config_file), "--output", str(folder)]
         self.started = time.perf_counter()
         self.ended: float | None = None
+        self.cpu_seconds: float | None = None
+        """The worker process's CPU seconds (user + system, set when it exits; None where the OS has no wait4)."""
         with open(out / "train.log", "wb") as log_file:
             self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         self._watcher = threading.Thread(target=self._watch, name=f"baseline-{name}", daemon=True)
@@ -177,7 +179,12 @@ class BaselineJob:
         log.info("baseline %s: training in worker process %d (log: %s)", name, self.process.pid, out / "train.log")
 
     def _watch(self) -> None:
-        self.process.wait()
+        if hasattr(os, "wait4"):  # reap the worker here, keeping its CPU seconds (Popen.wait drops them)
+            _, status, usage = os.wait4(self.process.pid, 0)
+            self.process.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        else:
+            self.process.wait()
         self.ended = time.perf_counter()
         log.info("baseline %s: worker finished after %.0f s", self.name, self.ended - self.started)
 
@@ -223,6 +230,15 @@ class UseFreeCores(L.Callback):
             self.switched_at_epoch = trainer.current_epoch + 1
             log.info("final training: no baseline worker left; %d threads from epoch %d on", self.threads,
                      self.switched_at_epoch)
+
+
+def cpu_reaped_during(jobs: list[BaselineJob], start: float, end: float) -> float:
+    """CPU seconds of the baseline workers that exited between ``start`` and ``end`` (``time.perf_counter()``).
+
+    A finished worker's CPU joins this process's children's (``RUSAGE_CHILDREN``), which the run's search
+    CPU seconds read: one that exits during the search would otherwise count as the search's.
+    """
+    return sum(job.cpu_seconds or 0.0 for job in jobs if job.ended is not None and start <= job.ended <= end)
 
 
 def profile_models(rows: list[ModelFigures], summary: dict[str, Any], folder: Path, input_shape: tuple[int, ...],
@@ -399,6 +415,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.threads is None and (os.cpu_count() or 1) > 1:
             free_cores = UseFreeCores(jobs, os.cpu_count() or 1)
     try:
+        experiment_started = time.perf_counter()
         summary = run(cfg, final_callbacks=[free_cores] if free_cores else [])
         if threads:
             torch.set_num_threads(threads)  # the free cores were the final training's
@@ -406,7 +423,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         stages = {"search": float(summary["search_seconds"]),
                   "final training": float(summary["final_training_seconds"]),
                   "export (searched model)": float(summary.get("export_seconds", 0.0))}
-        stages_cpu = {"search": float(summary.get("search_cpu_seconds", math.nan)),
+        search_end = experiment_started + float(summary["search_seconds"])
+        search_cpu = float(summary.get("search_cpu_seconds", math.nan)) - cpu_reaped_during(jobs, experiment_started,
+                                                                                            search_end)
+        stages_cpu = {"search": search_cpu,
                       "final training": float(summary.get("final_training_cpu_seconds", math.nan))}
         rows = [searched_figures(summary)]
         datamodule = build_node(cfg, "data")

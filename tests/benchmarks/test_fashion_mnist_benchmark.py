@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -70,6 +70,17 @@ def test_failed_baseline_worker_is_reported_not_fatal(bench: ModuleType, tmp_pat
     assert row.name == "two_conv_cnn" and row.executorch_ms is None and seconds > 0
     assert row.export_error.startswith("training failed (exit 1): ") and "train.log" in row.export_error
     assert "missing.yaml" in (tmp_path / "baselines" / "two_conv_cnn" / "train.log").read_text()
+    assert job.cpu_seconds is not None and job.cpu_seconds > 0  # the reaped worker's own CPU seconds
+
+
+def test_search_cpu_leaves_out_baseline_workers_that_exit_during_it(bench: ModuleType) -> None:
+    jobs = [SimpleNamespace(ended=5.0, cpu_seconds=300.0),   # exits during the search: its CPU is not the search's
+            SimpleNamespace(ended=20.0, cpu_seconds=900.0),  # exits after it
+            SimpleNamespace(ended=None, cpu_seconds=None),   # still running
+            SimpleNamespace(ended=1.0, cpu_seconds=50.0)]    # exited before the search started
+    assert bench.cpu_reaped_during(jobs, 2.0, 10.0) == 300.0
+    assert bench.cpu_reaped_during(jobs, 0.0, 30.0) == 1250.0
+    assert bench.cpu_reaped_during([], 0.0, 30.0) == 0.0
 
 
 def test_unknown_baseline_flag_is_named(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
