@@ -48,6 +48,7 @@ from lightning_nas.arch import Architecture
 from lightning_nas.config import build_node, register_configs
 from lightning_nas.evaluators.multi_fidelity import TrainMultiFidelity
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed
+from lightning_nas.executors.lifetime import exit_with_parent
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds
 from lightning_nas.results import strict_json
@@ -137,6 +138,7 @@ def score_or_reason(preset: str, overrides: list[str], arch_json: str,
 
 def _one_thread() -> None:
     torch.set_num_threads(1)
+    exit_with_parent()  # a killed run leaves no worker training on
 
 
 def score_all(preset: str, overrides: list[str], archs: list[Architecture], epochs: int | None, jobs: int,

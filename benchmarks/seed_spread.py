@@ -39,6 +39,7 @@ from lightning_nas.baselines import BASELINES, build_baseline, resnet_small
 from lightning_nas.cli_errors import compose_or_fail
 from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.train import derive_seed, seeded
+from lightning_nas.executors.lifetime import exit_with_parent
 from lightning_nas.results import strict_json
 
 QUICK_OVERRIDES = ["data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200",
@@ -120,7 +121,8 @@ def _train_all(args: argparse.Namespace, config_file: str) -> Iterator[SeedRun]:
         finally:
             torch.set_num_threads(threads)
         return
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"),
+                             initializer=exit_with_parent) as pool:
         futures = [pool.submit(train_one, args.model, config_file, seed, args.epochs) for seed in range(args.seeds)]
         for future in futures:
             yield future.result()

@@ -5,6 +5,8 @@ input order. It never raises for a bad candidate and never hangs: a worker that 
 (killed, out of memory, segfault) has that candidate retried ``retries`` times, then
 ``EvalResult.failed("worker died: ...")``; a candidate running longer than ``timeout_s`` is
 stopped and recorded as ``EvalResult.failed("timeout: ...")``. Finished results are never lost.
+A process pool's workers end with their parent (:func:`~lightning_nas.executors.lifetime.exit_with_parent`):
+a killed search leaves no worker training on.
 
 :func:`lightning_nas.search.run_search` takes an executor: the strict ask/tell loop is unchanged,
 so **the history is the same for the same seed whatever the

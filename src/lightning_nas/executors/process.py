@@ -18,6 +18,7 @@ from typing import Any
 from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.evaluators.base import Evaluator, safe_evaluate
 from lightning_nas.executors.base import Executor, check_retry_options, exit_reason
+from lightning_nas.executors.lifetime import exit_with_parent
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["ProcessExecutor"]
@@ -30,6 +31,7 @@ _STARTUP_ALLOWANCE_S = 600.0  # a fresh worker may spend this long importing bef
 
 def _worker_loop(conn: Connection, threads: int) -> None:
     """A process-pool worker: receives ``(token, payload | None, arch)``, sends back an EvalResult."""
+    exit_with_parent()  # a killed search leaves no worker training on
     try:
         import torch
 
