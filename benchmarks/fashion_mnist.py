@@ -179,11 +179,14 @@ class BaselineJob:
         log.info("baseline %s: training in worker process %d (log: %s)", name, self.process.pid, out / "train.log")
 
     def _watch(self) -> None:
-        if hasattr(os, "wait4"):  # reap the worker here, keeping its CPU seconds (Popen.wait drops them)
-            _, status, usage = os.wait4(self.process.pid, 0)
+        wait4 = getattr(os, "wait4", None)  # reap the worker here, keeping its CPU seconds (Popen.wait drops them)
+        try:
+            if wait4 is None:
+                raise ChildProcessError("no os.wait4 on this platform")
+            _, status, usage = wait4(self.process.pid, 0)
             self.process.returncode = os.waitstatus_to_exitcode(status)
             self.cpu_seconds = usage.ru_utime + usage.ru_stime
-        else:
+        except ChildProcessError:  # no wait4, or stop()'s poll reaped the worker first
             self.process.wait()
         self.ended = time.perf_counter()
         log.info("baseline %s: worker finished after %.0f s", self.name, self.ended - self.started)
