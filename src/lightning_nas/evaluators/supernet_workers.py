@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lightning_nas.arch import Architecture, EvalResult
+from lightning_nas.executors.lifetime import exit_with_parent
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["ForkedScorer", "can_fork", "weights_fingerprint"]
@@ -44,6 +45,7 @@ def weights_fingerprint(model: nn.Module) -> int:
 
 
 def _start_worker() -> None:
+    exit_with_parent()  # a killed search leaves no scorer behind
     torch.set_num_threads(1)
     _WORKER.update(_PENDING)
 
