@@ -154,6 +154,9 @@ def test_executor_options_are_validated() -> None:
         ProcessExecutor(retries=-1)
     with pytest.raises(ValueError, match=r"executor\.timeout_s"):
         ProcessExecutor(timeout_s=0)
+    for bad in (-1, 20, 2.5, True):
+        with pytest.raises(ValueError, match=rf"executor\.nice must be an int from 0 to 19, got {bad!r}"):
+            ProcessExecutor(nice=bad)
 
 
 def _check_same_history(executor: Executor) -> None:
@@ -211,6 +214,24 @@ def test_process_executor_retries_a_killed_worker(process_executor: ProcessExecu
     assert "SIGKILL" in (process_executor.map_evaluate(
         ScoreEvaluator(str(tmp_path), crash_on=make_space().sample(np.random.default_rng(9)).digest(),
                        crash_times=9), make_space(), [make_space().sample(np.random.default_rng(9))])[0].error or "")
+
+
+class NicenessEvaluator(Evaluator):
+    """Reports the worker's niceness."""
+
+    def evaluate(self, space: SearchSpace, arch: Architecture) -> EvalResult:
+        return EvalResult("ok", {"nice": float(os.nice(0))})
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="os.nice is POSIX")
+def test_process_executor_nice_lowers_the_workers_priority_only() -> None:
+    space = make_space()
+    archs = [space.sample(np.random.default_rng(i)) for i in range(2)]
+    ours = os.nice(0)
+    with ProcessExecutor(max_workers=2, nice=5) as executor:
+        results = executor.map_evaluate(NicenessEvaluator(), space, archs)
+    assert [r.metrics["nice"] for r in results] == [min(19, ours + 5)] * 2
+    assert os.nice(0) == ours  # the search's own process keeps its priority (it trains the final model)
 
 
 @pytest.mark.slow

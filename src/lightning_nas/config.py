@@ -499,6 +499,7 @@ class ProcessExecutorConfig:
     max_workers: int = 2
     retries: int = 1
     timeout_s: float | None = None
+    nice: int = 0
 
 
 @dataclass

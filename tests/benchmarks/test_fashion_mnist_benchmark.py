@@ -83,6 +83,37 @@ def test_search_cpu_leaves_out_baseline_workers_that_exit_during_it(bench: Modul
     assert bench.cpu_reaped_during([], 0.0, 30.0) == 0.0
 
 
+def test_final_epochs_follow_the_slowest_baseline_and_the_cpu_share(bench: ModuleType) -> None:
+    plan = bench.plan_final_epochs
+    cpu = {"slow": 100.0, "fast": 20.0}
+    # alone beside the experiment's process on 2 cores: a whole core, 90% of 3000 s -> 27 epochs of 100 s
+    assert plan(cpu, 3000.0, cores=2, competing=1) == 27
+    # 3 threads of its priority beside it: half a core -> 13
+    assert plan(cpu, 3000.0, cores=2, competing=3) == 13
+    # the CPU share binds: 70% of 2 x 3000 CPU s over 120 CPU s per epoch -> 35, under the 38 one core allows
+    assert plan({"slow": 50.0, "fast": 70.0}, 3000.0, cores=2, competing=1) == 35
+    assert plan(cpu, 10.0, cores=2, competing=1) == 1 and plan({}, 10.0, cores=2, competing=1) == 100
+
+
+def test_search_and_other_baselines_yield_to_the_slowest(bench: ModuleType) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"executor": {"max_workers": 2, "nice": 0}})
+    names = ["a", "b", "c"]
+    assert not bench.search_yields(cfg, 0) and cfg.executor.nice == 0
+    assert bench.competing_threads(cfg, names, False, False) == 5  # main process + 2 workers + 2 baselines
+    assert bench.search_yields(cfg, 10) and cfg.executor.nice == 10
+    assert bench.competing_threads(cfg, names, True, True) == 1    # only the main process (the final training)
+    assert not bench.search_yields(OmegaConf.create({"executor": {}}), 10)  # local executor: nothing to lower
+    assert bench.competing_threads(OmegaConf.create({"executor": {}}), names, False, True) == 1
+
+
+def test_search_nice_out_of_range_is_named(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--search-nice", "25"])
+    assert "--search-nice must be from 0 to 19, got 25" in capsys.readouterr().err
+
+
 def test_unknown_baseline_flag_is_named(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--baselines", "two_conv_cnn,resnet"])

@@ -29,9 +29,11 @@ _STARTED = "started"  # sent by a worker once the payload is loaded: the candida
 _STARTUP_ALLOWANCE_S = 600.0  # a fresh worker may spend this long importing before its first candidate
 
 
-def _worker_loop(conn: Connection, threads: int) -> None:
+def _worker_loop(conn: Connection, threads: int, nice: int = 0) -> None:
     """A process-pool worker: receives ``(token, payload | None, arch)``, sends back an EvalResult."""
     exit_with_parent()  # a killed search leaves no worker training on
+    if nice:
+        os.nice(nice)
     try:
         import torch
 
@@ -61,9 +63,9 @@ class _Task:
 
 
 class _Worker:
-    def __init__(self, context: Any, threads: int) -> None:
+    def __init__(self, context: Any, threads: int, nice: int = 0) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_loop, args=(child, threads), daemon=True)
+        self.process = context.Process(target=_worker_loop, args=(child, threads, nice), daemon=True)
         self.process.start()
         child.close()
         self.token = -1
@@ -98,21 +100,30 @@ class ProcessExecutor(Executor):
         max_workers: processes evaluating at once.
         retries: re-runs of a candidate whose worker died before giving up on it.
         timeout_s: seconds one candidate may run before its worker is killed (None: no limit).
+        nice: niceness added to each worker process (0-19; POSIX): a search that shares the machine with
+            work of a fixed size (e.g. baselines training beside it) yields the CPU to that work and takes
+            what is left, its deadline deciding how many candidates that is.
 
     Example:
         >>> with ProcessExecutor(max_workers=2) as executor:  # doctest: +SKIP
         ...     results = executor.map_evaluate(evaluator, space, archs)
     """
 
-    def __init__(self, max_workers: int = 2, retries: int = 1, timeout_s: float | None = None) -> None:
+    def __init__(self, max_workers: int = 2, retries: int = 1, timeout_s: float | None = None,
+                 nice: int = 0) -> None:
         if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
             raise ValueError(f"executor.max_workers must be an int >= 1, got {max_workers!r}")
+        if not isinstance(nice, int) or isinstance(nice, bool) or not 0 <= nice <= 19:
+            raise ValueError(f"executor.nice must be an int from 0 to 19, got {nice!r}")
+        if nice and not hasattr(os, "nice"):
+            raise ValueError(f"executor.nice={nice} needs os.nice, which this platform lacks; use 0")
         check_retry_options(retries, timeout_s)
         self.max_workers = self.parallelism = max_workers
         self.retries = retries
         self.timeout_s = None if timeout_s is None else float(timeout_s)
         self._context = mp.get_context("spawn")
         self._threads = max(1, (os.cpu_count() or 1) // max_workers)
+        self.nice = nice
         self._workers: list[_Worker] = []
         self._token = 0
 
@@ -127,7 +138,7 @@ class ProcessExecutor(Executor):
         while len(results) < len(archs):
             busy_count = sum(w.task is not None for w in self._workers)
             while len(self._workers) < min(self.max_workers, busy_count + len(queue)):  # (re)start lazily
-                self._workers.append(_Worker(self._context, self._threads))
+                self._workers.append(_Worker(self._context, self._threads, self.nice))
             for worker in self._workers:
                 if worker.task is None and queue:
                     worker.assign(queue.popleft(), self._token, payload)
