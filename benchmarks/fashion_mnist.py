@@ -5,12 +5,14 @@ and trains the hand-designed baselines (``lightning_nas.baselines``: a 2-conv CN
 MobileNetV3-Small adapted to 1x28x28) with the same recipe and epoch budget as the final model.
 Each baseline trains in its own single-threaded worker process alongside the search (one-thread
 jobs use this machine's cores better than one two-thread job; ``--sequential-baselines`` trains
-them afterwards instead). When all training is done, every model is exported to ExecuTorch and
+them afterwards instead). The slowest baseline bounds every network's epochs, so it keeps a core:
+the search's workers and the other baselines run at a lower priority (``--search-nice``). When all
+training is done, every model is exported to ExecuTorch and
 profiled on a quiet machine, and the script prints test accuracy, parameters, MACs, ExecuTorch
 latency, training time (wall and CPU) and the wall time of every stage, next to published
 Fashion-MNIST results. Results go to ``<output>/results.json`` and ``<output>/results.md``.
 
-    python benchmarks/fashion_mnist.py                          # the full run (~53 min on 2 cores)
+    python benchmarks/fashion_mnist.py                          # the full run (~51 min on 2 cores)
     python benchmarks/fashion_mnist.py --preset fashion_mnist_small   # search under max_params 25K
     python benchmarks/fashion_mnist.py --quick --data-dir DIR   # CI-sized: same code path, tiny budget
 
