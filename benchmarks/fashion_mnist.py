@@ -166,7 +166,7 @@ class BaselineJob:
     """
 
     def __init__(self, name: str, config_file: Path, folder: Path, nice: int = 0) -> None:
-        self.name, self.folder, self.nice = name, folder, nice
+        self.name, self.folder = name, folder
         out = folder / name
         out.mkdir(parents=True, exist_ok=True)
         (out / "figures.json").unlink(missing_ok=True)
@@ -459,8 +459,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg.export.top_k = 1
     if args.time is not None:
         cfg.budget.time = args.time or None
-    yielding = parallel and search_yields(cfg, args.search_nice)  # the baselines but the slowest yield alike
-    competing = competing_threads(cfg, names, yielding, yielding)
+    yielding = parallel and search_yields(cfg, args.search_nice)
+    baseline_nice = args.search_nice // 2 if yielding else 0  # for every baseline but the slowest
+    competing = competing_threads(cfg, names, yielding, baseline_nice > 0)
     epoch_cpu = plan_benchmark_time(cfg, names, started, parallel, competing) if cfg.budget.get("time") else {}
     slowest = max(epoch_cpu, key=epoch_cpu.__getitem__) if epoch_cpu else None
     jobs: list[BaselineJob] = []
@@ -470,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config_file = baselines_dir / "config.yaml"
         config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
         jobs = [BaselineJob(name, config_file, baselines_dir,
-                            nice=args.search_nice // 2 if yielding and slowest not in (None, name) else 0)
+                            nice=baseline_nice if slowest not in (None, name) else 0)
                 for name in names]
         if args.threads is None and (os.cpu_count() or 1) > 1:
             free_cores = UseFreeCores(jobs, os.cpu_count() or 1)
