@@ -17,7 +17,7 @@ import lightning_nas
 ROOT = Path(lightning_nas.__file__).parent
 
 LAYERS: list[list[str]] = [
-    ["arch", "registry", "config", "conf", "__init__", "safe_load"],
+    ["arch", "registry", "config", "conf", "__init__", "safe_load", "executors.lifetime"],
     ["nn"],
     ["spaces", "data", "objectives"],
     ["export"],
