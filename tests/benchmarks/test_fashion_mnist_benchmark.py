@@ -83,16 +83,59 @@ def test_search_cpu_leaves_out_baseline_workers_that_exit_during_it(bench: Modul
     assert bench.cpu_reaped_during([], 0.0, 30.0) == 0.0
 
 
-def test_final_epochs_follow_the_slowest_baseline_and_the_cpu_share(bench: ModuleType) -> None:
-    plan = bench.plan_final_epochs
+def test_final_epochs_follow_the_slowest_baseline_and_the_hand_over(bench: ModuleType) -> None:
+    plan, Plan = bench.plan_final_epochs, bench.EpochPlan
     cpu = {"slow": 100.0, "fast": 20.0}
-    # alone beside the experiment's process on 2 cores: a whole core, 90% of 3000 s -> 27 epochs of 100 s
-    assert plan(cpu, 3000.0, cores=2, competing=1) == 27
-    # 3 threads of its priority beside it: half a core -> 13
-    assert plan(cpu, 3000.0, cores=2, competing=3) == 13
-    # the CPU share binds: 70% of 2 x 3000 CPU s over 120 CPU s per epoch -> 35, under the 38 one core allows
-    assert plan({"slow": 50.0, "fast": 70.0}, 3000.0, cores=2, competing=1) == 35
-    assert plan(cpu, 10.0, cores=2, competing=1) == 1 and plan({}, 10.0, cores=2, competing=1) == 100
+    # beside the experiment's process on 2 cores: a whole core; 90% of 3000 s -> 27 epochs of 100 s. The rest
+    # (27 x (20 + 20, the final training counted as the other baselines' average) + 10% of 3000) on the other
+    # core is done after 1380 s: the hand-over
+    assert plan(cpu, 3000.0, cores=2, competing=1) == Plan(27, 1380.0)
+    # then 1.5x as fast on both cores: 32 epochs (1580 + 1.5 x 1120 = 3260 >= 3200; 33 would need 3300 of 3240)
+    assert plan(cpu, 3000.0, cores=2, competing=1, speedup=1.5) == Plan(32, 1580.0)
+    # 3 threads of its priority beside it: half a core until the rest is done on 1.5 cores, then a whole one
+    assert plan(cpu, 3000.0, cores=2, competing=3).epochs == 22
+    # heavy other baselines: the rest (120 CPU s an epoch) must end by 90% too -> 20 epochs, not 27
+    assert plan({"slow": 100.0, "a": 50.0, "b": 30.0}, 3000.0, cores=2, competing=1, speedup=1.5) == Plan(20, 2700.0)
+    # one core, nothing beside it: the slowest has it all, the hand-over is the end
+    assert plan({"slow": 100.0}, 3000.0, cores=1, competing=0) == Plan(27, 2700.0)
+    assert plan(cpu, 10.0, cores=2, competing=1).epochs == 1 and plan({}, 10.0, cores=2, competing=1).epochs == 100
+
+
+def test_the_last_baseline_running_takes_every_core(bench: ModuleType, tmp_path: Path) -> None:
+    class Job:
+        def __init__(self, name: str, polls: int) -> None:
+            self.name, self.polls, self.asked = name, polls, []
+
+        def running(self) -> bool:
+            self.polls -= 1
+            return self.polls >= 0
+
+        def take_cores(self, threads: int) -> None:
+            self.asked.append(threads)
+
+    short, long = Job("short", 2), Job("long", 6)
+    bench.wait_for_baselines([short, long], cores=2, poll_s=0.0)
+    assert short.asked == [] and long.asked == [2]  # asked once, when it was the only one left
+    alone = Job("alone", 3)
+    bench.wait_for_baselines([alone], cores=1, poll_s=0.0)
+    assert alone.asked == []  # one core: nothing to hand over
+
+    request = tmp_path / "worker" / bench.TakeCores.REQUEST_FILE
+    request.parent.mkdir()
+    callback = bench.TakeCores(request)
+    trainer = type("T", (), {"current_epoch": 4})()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        callback.on_train_batch_start(trainer, None, None, 0)
+        assert torch.get_num_threads() == 1 and callback.switched_at_epoch is None
+        job = SimpleNamespace(folder=tmp_path, name="worker", started=0.0, cores_taken_at=None)
+        bench.BaselineJob.take_cores(job, 2)  # what the benchmark's process writes
+        assert request.read_text() == "2" and job.cores_taken_at > 0
+        callback.on_train_batch_start(trainer, None, None, 1)
+        assert torch.get_num_threads() == 2 and callback.switched_at_epoch == 5
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_search_and_other_baselines_yield_to_the_slowest(bench: ModuleType) -> None:
