@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -17,6 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from data_files import write_fashion
 
 BENCHMARK = "fashion_mnist"  # benchmarks/fashion_mnist.py, loaded by the bench fixture (conftest.py)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread during the test, as a baseline worker starts; the thread count restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
@@ -101,7 +111,7 @@ def test_final_epochs_follow_the_slowest_baseline_and_the_hand_over(bench: Modul
     assert plan(cpu, 10.0, cores=2, competing=1).epochs == 1 and plan({}, 10.0, cores=2, competing=1).epochs == 100
 
 
-def test_the_last_baseline_running_takes_every_core(bench: ModuleType, tmp_path: Path) -> None:
+def test_the_last_baseline_running_takes_every_core(bench: ModuleType) -> None:
     class Job:
         def __init__(self, name: str, polls: int) -> None:
             self.name, self.polls, self.asked = name, polls, []
@@ -120,22 +130,19 @@ def test_the_last_baseline_running_takes_every_core(bench: ModuleType, tmp_path:
     bench.wait_for_baselines([alone], cores=1, poll_s=0.0)
     assert alone.asked == []  # one core: nothing to hand over
 
+
+def test_a_worker_takes_the_cores_it_is_asked_for(bench: ModuleType, tmp_path: Path, one_thread: None) -> None:
     request = tmp_path / "worker" / bench.TakeCores.REQUEST_FILE
     request.parent.mkdir()
     callback = bench.TakeCores(request)
     trainer = type("T", (), {"current_epoch": 4})()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        callback.on_train_batch_start(trainer, None, None, 0)
-        assert torch.get_num_threads() == 1 and callback.switched_at_epoch is None
-        job = SimpleNamespace(folder=tmp_path, name="worker", started=0.0, cores_taken_at=None)
-        bench.BaselineJob.take_cores(job, 2)  # what the benchmark's process writes
-        assert request.read_text() == "2" and job.cores_taken_at > 0
-        callback.on_train_batch_start(trainer, None, None, 1)
-        assert torch.get_num_threads() == 2 and callback.switched_at_epoch == 5
-    finally:
-        torch.set_num_threads(threads)
+    callback.on_train_batch_start(trainer, None, None, 0)
+    assert torch.get_num_threads() == 1 and callback.switched_at_epoch is None
+    job = SimpleNamespace(folder=tmp_path, name="worker", started=0.0, cores_taken_at=None)
+    bench.BaselineJob.take_cores(job, 2)  # what the benchmark's process writes
+    assert request.read_text() == "2" and job.cores_taken_at > 0
+    callback.on_train_batch_start(trainer, None, None, 1)
+    assert torch.get_num_threads() == 2 and callback.switched_at_epoch == 5
 
 
 def test_search_and_other_baselines_yield_to_the_slowest(bench: ModuleType) -> None:
@@ -181,20 +188,15 @@ class _Job:
         return self._running
 
 
-def test_final_training_takes_the_cores_once_no_baseline_runs(bench: ModuleType) -> None:
+def test_final_training_takes_the_cores_once_no_baseline_runs(bench: ModuleType, one_thread: None) -> None:
     jobs = [_Job(False), _Job(True)]
     callback = bench.UseFreeCores(jobs, threads=2)
     trainer = type("T", (), {"current_epoch": 2})()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        callback.on_train_batch_start(trainer, None, None, 0)
-        assert torch.get_num_threads() == 1 and callback.switched_at_epoch is None
-        jobs[1]._running = False
-        callback.on_train_batch_start(trainer, None, None, 1)
-        assert torch.get_num_threads() == 2 and callback.switched_at_epoch == 3
-    finally:
-        torch.set_num_threads(threads)
+    callback.on_train_batch_start(trainer, None, None, 0)
+    assert torch.get_num_threads() == 1 and callback.switched_at_epoch is None
+    jobs[1]._running = False
+    callback.on_train_batch_start(trainer, None, None, 1)
+    assert torch.get_num_threads() == 2 and callback.switched_at_epoch == 3
 
 
 def test_a_row_the_deadline_stopped_says_so_and_the_table_warns(bench: ModuleType) -> None:
