@@ -31,8 +31,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +46,7 @@ from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
 from lightning_nas.export.profiler import profile_pte
 from lightning_nas.hardware.profile import count_macs, count_params
-from lightning_nas.planner import cpu_seconds, format_seconds, measure_throughput, parse_duration
+from lightning_nas.planner import cpu_seconds, format_seconds, measure_throughput, parse_duration, torch_threads
 from lightning_nas.results import strict_json
 from lightning_nas.run import run
 
@@ -161,24 +159,41 @@ def baseline_worker(name: str, config_file: Path, folder: Path, nice: int = 0) -
     train_baseline(name, evaluator, tuple(datamodule.input_shape), int(datamodule.num_classes), folder)
 
 
-class TakeCores(L.Callback):
-    """A baseline worker's callback: once ``request`` exists (written by :meth:`BaselineJob.take_cores` when
-    nothing else is left to run), train on the number of threads it holds. Checked before every batch, in
-    the training thread (torch's thread count is per thread)."""
+class SwitchThreads(L.Callback):
+    """Final-training callback: train on more threads from the first batch at which :meth:`threads_now`
+    says how many. Checked before every batch, in the training thread (torch's thread count is per thread)."""
 
-    REQUEST_FILE = "take_cores"
+    reason = "switched"
 
-    def __init__(self, request: Path) -> None:
-        self.request = request
+    def __init__(self) -> None:
         self.switched_at_epoch: int | None = None
+
+    def threads_now(self) -> int | None:
+        """The threads to train on from now on, or None to keep the current ones."""
+        raise NotImplementedError
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if self.switched_at_epoch is None and self.request.is_file():
-            threads = int(self.request.read_text())  # written whole (take_cores renames it into place)
+        if self.switched_at_epoch is None and (threads := self.threads_now()):
             torch.set_num_threads(threads)
             self.switched_at_epoch = trainer.current_epoch + 1
-            log.info("alone on the machine: %d threads from epoch %d on", threads, self.switched_at_epoch)
+            log.info("%s: %d threads from epoch %d on", self.reason, threads, self.switched_at_epoch)
+
+
+class TakeCores(SwitchThreads):
+    """A baseline worker's callback: once ``request`` exists (written by :meth:`BaselineJob.take_cores` when
+    nothing else is left to run), train on the number of threads it holds."""
+
+    REQUEST_FILE = "take_cores"
+    reason = "alone on the machine"
+
+    def __init__(self, request: Path) -> None:
+        super().__init__()
+        self.request = request
+
+    def threads_now(self) -> int | None:
+        # written whole (take_cores renames it into place)
+        return int(self.request.read_text()) if self.request.is_file() else None
 
 
 class BaselineJob:
@@ -256,25 +271,21 @@ class BaselineJob:
             self._watcher.join()
 
 
-class UseFreeCores(L.Callback):
+class UseFreeCores(SwitchThreads):
     """Final-training callback: once no baseline worker runs, train on all cores (``threads``).
 
     The experiment trains on one thread while the baselines' workers share the cores; the searched
-    network's final training often outlives them and would leave the other cores idle. Checked
-    before every batch, in the training thread (torch's thread count is per thread).
+    network's final training often outlives them and would leave the other cores idle.
     """
 
-    def __init__(self, jobs: list[BaselineJob], threads: int) -> None:
-        self.jobs, self.threads = jobs, threads
-        self.switched_at_epoch: int | None = None
+    reason = "final training: no baseline worker left"
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        if self.switched_at_epoch is None and not any(job.running() for job in self.jobs):
-            torch.set_num_threads(self.threads)
-            self.switched_at_epoch = trainer.current_epoch + 1
-            log.info("final training: no baseline worker left; %d threads from epoch %d on", self.threads,
-                     self.switched_at_epoch)
+    def __init__(self, jobs: list[BaselineJob], threads: int) -> None:
+        super().__init__()
+        self.jobs, self.threads = jobs, threads
+
+    def threads_now(self) -> int | None:
+        return None if any(job.running() for job in self.jobs) else self.threads
 
 
 def wait_for_baselines(jobs: list[Any], cores: int, poll_s: float = 1.0) -> None:
@@ -341,56 +352,41 @@ def searched_figures(summary: dict[str, Any]) -> ModelFigures:
                         planned_epochs=int(planned) if summary.get("final_stopped_by_deadline") and planned else None)
 
 
-def measure_baseline_epochs(cfg: DictConfig, names: list[str], extra_s: float = BASELINE_EPOCH_EXTRA_S,
-                            rounds: int = 2) -> dict[str, float]:
-    """CPU seconds of one final epoch of each baseline on one thread: its training images over its measured
-    throughput (a few steps on random data, the best of ``rounds`` rounds over all baselines, so that the
-    first model measured does not carry the process's one-time costs) plus ``extra_s``."""
+def measure_baselines(cfg: DictConfig, names: list[str], cores: int, extra_s: float = BASELINE_EPOCH_EXTRA_S,
+                      rounds: int = 2) -> tuple[dict[str, float], float]:
+    """CPU seconds of one final epoch of each baseline on one thread, and how many times faster the slowest
+    trains on ``cores`` threads than on one (at least 1).
+
+    An epoch: the training images over the measured throughput (a few steps on random data, the best of
+    ``rounds`` rounds over all baselines, so that the first model measured does not carry the process's
+    one-time costs) plus ``extra_s``.
+    """
     datamodule = build_node(cfg, "data")
     datamodule.setup("fit")
     shape, classes = tuple(datamodule.input_shape), int(datamodule.num_classes)
     images = len(datamodule.train_dataset) * float(cfg.evaluator.final_limit_train_batches or 1.0)
     models = {name: build_baseline(name, shape, classes) for name in names}
-    best: dict[str, float] = {}
-    with torch_threads(1):
-        for _ in range(rounds):
-            for name, model in models.items():
-                img_s = measure_throughput(model, shape, classes, datamodule.batch_size, steps=8,
-                                           channels_last=bool(cfg.evaluator.get("channels_last")))
-                best[name] = max(best.get(name, 0.0), img_s)
-    epoch_cpu = {name: images / img_s + extra_s for name, img_s in best.items()}
-    for name, img_s in best.items():
-        log.info("time plan: %s trains ~%.0f img/s on one thread: ~%.0f CPU s per epoch", name, img_s,
-                 epoch_cpu[name])
-    return epoch_cpu
 
-
-def measure_speedup(cfg: DictConfig, name: str, cores: int) -> float:
-    """How many times faster baseline ``name`` trains on ``cores`` threads than on one (at least 1)."""
-    if cores <= 1:
-        return 1.0
-    datamodule = build_node(cfg, "data")
-    shape, classes = tuple(datamodule.input_shape), int(datamodule.num_classes)
-    model = build_baseline(name, shape, classes)
-    speeds = []
-    for threads in (1, cores):
+    def img_s(model: torch.nn.Module, threads: int) -> float:
         with torch_threads(threads):
-            speeds.append(measure_throughput(model, shape, classes, int(cfg.data.batch_size), steps=8,
-                                             channels_last=bool(cfg.evaluator.get("channels_last"))))
-    speedup = max(1.0, speeds[1] / speeds[0])
-    log.info("time plan: %s trains %.2fx as fast on %d threads", name, speedup, cores)
-    return speedup
+            return measure_throughput(model, shape, classes, datamodule.batch_size, steps=8,
+                                      channels_last=bool(cfg.evaluator.get("channels_last")))
 
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` inside the block."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, model in models.items():
+            best[name] = max(best.get(name, 0.0), img_s(model, 1))
+    epoch_cpu = {name: images / speed + extra_s for name, speed in best.items()}
+    for name, speed in best.items():
+        log.info("time plan: %s trains ~%.0f img/s on one thread: ~%.0f CPU s per epoch", name, speed,
+                 epoch_cpu[name])
+    slowest = max(epoch_cpu, key=epoch_cpu.__getitem__)
+    speedup = 1.0
+    if cores > 1:
+        one = img_s(models[slowest], 1)
+        speedup = max(1.0, img_s(models[slowest], cores) / one)
+        log.info("time plan: %s trains %.2fx as fast on %d threads", slowest, speedup, cores)
+    return epoch_cpu, speedup
 
 
 @dataclass
@@ -468,8 +464,7 @@ def plan_benchmark_time(cfg: DictConfig, names: list[str], started: float, paral
         epochs = cfg.budget.get("final_epochs")
         if not epochs:
             cores = os.cpu_count() or 1
-            epoch_cpu = measure_baseline_epochs(cfg, names)
-            speedup = measure_speedup(cfg, max(epoch_cpu, key=epoch_cpu.__getitem__), cores)
+            epoch_cpu, speedup = measure_baselines(cfg, names, cores)
             left = total - (time.perf_counter() - started)
             plan = plan_final_epochs(epoch_cpu, left, cores, competing, speedup)
             epochs, left = plan.epochs, plan.handover_s

@@ -15,7 +15,8 @@ import re
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,17 @@ def format_seconds(seconds: float) -> str:
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int,
@@ -252,14 +264,9 @@ class TimeBudget:
         train_n, _, batch = _split_sizes(trainer)
         per_epoch = _images(trainer.final_limit_train_batches, train_n, batch) / batch
         k = int(max(3, min(10, per_epoch // 10)))
-        threads = torch.get_num_threads()
-        if own_core:
-            torch.set_num_threads(1)
-        try:
+        with torch_threads(1 if own_core else torch.get_num_threads()):
             self._probe(space, arch, trainer, max(2, k // 2), own_core)  # warm-up: one-time costs
             short, long = (self._probe(space, arch, trainer, n, own_core) for n in (k, 3 * k))
-        finally:
-            torch.set_num_threads(threads)
         per_batch = max((long - short) / (2 * k), 0.3 * long / (3 * k))  # a noisy difference is bounded below
         return FINAL_EPOCH_MARGIN * per_epoch * per_batch, max(0.0, short - k * per_batch)
 
