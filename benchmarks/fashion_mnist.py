@@ -452,8 +452,8 @@ def plan_benchmark_time(cfg: DictConfig, names: list[str], started: float, paral
     """Fit the whole benchmark in ``budget.time``: one final-epoch count for every network, so that the
     slowest baseline fits beside ``competing`` threads of its priority and then on every core
     (:func:`plan_final_epochs`), and the time until that hand-over to the experiment, which plans its
-    search. Returns each baseline's CPU seconds per epoch (empty when the epochs are fixed by
-    ``budget.final_epochs``)."""
+    search. Returns each baseline's CPU seconds per epoch, measured also when ``budget.final_epochs`` fixes the
+    epochs (the experiment then has all the time left), so that the slowest baseline keeps its priority."""
     total = parse_duration(cfg.budget.time)
     assert total is not None
     if names and not parallel:
@@ -462,10 +462,10 @@ def plan_benchmark_time(cfg: DictConfig, names: list[str], started: float, paral
     left = total - (time.perf_counter() - started)
     if names:
         epochs = cfg.budget.get("final_epochs")
+        cores = os.cpu_count() or 1
+        epoch_cpu, speedup = measure_baselines(cfg, names, cores if not epochs else 1)
+        left = total - (time.perf_counter() - started)
         if not epochs:
-            cores = os.cpu_count() or 1
-            epoch_cpu, speedup = measure_baselines(cfg, names, cores)
-            left = total - (time.perf_counter() - started)
             plan = plan_final_epochs(epoch_cpu, left, cores, competing, speedup)
             epochs, left = plan.epochs, plan.handover_s
         cfg.budget.final_epochs, cfg.evaluator.final_max_epochs = epochs, epochs

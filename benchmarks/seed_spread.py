@@ -116,16 +116,21 @@ def _train_all(args: argparse.Namespace, config_file: str) -> Iterator[SeedRun]:
     if args.jobs == 1:
         threads = torch.get_num_threads()
         try:
-            for seed in range(args.seeds):
+            for seed in seed_range(args):
                 yield train_one(args.model, config_file, seed, args.epochs)
         finally:
             torch.set_num_threads(threads)
         return
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"),
                              initializer=exit_with_parent) as pool:
-        futures = [pool.submit(train_one, args.model, config_file, seed, args.epochs) for seed in range(args.seeds)]
+        futures = [pool.submit(train_one, args.model, config_file, seed, args.epochs) for seed in seed_range(args)]
         for future in futures:
             yield future.result()
+
+
+def seed_range(args: argparse.Namespace) -> range:
+    """The seeds to train: ``--seeds`` of them from ``--first-seed`` on."""
+    return range(args.first_seed, args.first_seed + args.seeds)
 
 
 def summarise(runs: list[SeedRun]) -> dict[str, float]:
@@ -141,7 +146,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "baseline with these block widths, pooled to PxP before the classifier), or an arch.json of "
                         "the preset's space")
     parser.add_argument("--preset", default="fashion_mnist", help="experiment preset giving data and recipe")
-    parser.add_argument("--seeds", type=int, default=4, help="seeds 0 .. N-1")
+    parser.add_argument("--seeds", type=int, default=4, help="how many seeds: S .. S+N-1 (S: --first-seed)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (more seeds for an earlier run)")
     parser.add_argument("--epochs", type=int, default=15, help="final-training epochs per seed")
     parser.add_argument("--jobs", type=int, default=2, help="seeds trained at once (one thread each)")
     parser.add_argument("--quick", action="store_true", help="CI-sized: a few hundred images")
@@ -151,6 +157,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     for key in ("seeds", "epochs", "jobs"):
         if getattr(args, key) < 1:
             parser.error(f"--{key} must be a positive integer, got {getattr(args, key)}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be 0 or more, got {args.first_seed}")
     return args
 
 
@@ -169,11 +177,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"seed {run.seed}: test accuracy {run.test_acc:.4f} ({run.seconds:.0f} s, "
                   f"{run.cpu_seconds:.0f} CPU s)", flush=True)
     summary = summarise(runs)
-    print(f"{args.model}, {args.epochs} epochs, {args.seeds} seeds ({args.preset} final recipe): test accuracy "
+    seeds = f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}"
+    print(f"{args.model}, {args.epochs} epochs, {seeds} ({args.preset} final recipe): test accuracy "
           f"mean {summary['mean']:.4f}, std {summary['std']:.4f}, range {summary['min']:.4f}-{summary['max']:.4f}; "
           f"{time.perf_counter() - started:.0f} s in all")
-    result = {"model": args.model, "preset": args.preset, "epochs": args.epochs, "quick": args.quick,
-              "overrides": args.overrides, "runs": [asdict(r) for r in runs], **summary}
+    result = {"model": args.model, "preset": args.preset, "epochs": args.epochs, "first_seed": args.first_seed,
+              "quick": args.quick, "overrides": args.overrides, "runs": [asdict(r) for r in runs], **summary}
     if args.output is not None:
         args.output.write_text(strict_json.dumps(result, indent=2) + "\n")
     return result

@@ -204,7 +204,36 @@ def test_screened_candidates_are_neither_a_pace_nor_a_candidate_s_time() -> None
         strategy.num_told += 1
         budget.on_candidate_end(record, history)
     assert budget._paces == paces and budget._trained == 1
-    assert strategy.num_samples == strategy.num_told + 9  # still 10 s per trained candidate
+    # the count follows the pace over all six candidates (10 s / 6): 56 more of this mix fit in 95 s
+    assert 55 <= strategy.num_samples - strategy.num_told <= 57 and not strategy.done
+
+
+def test_screened_candidates_time_counts_in_the_pace_not_in_a_trained_one_s() -> None:
+    """Under a latency bound a screened candidate costs an export and a timing. The count of candidates that
+    fit follows the pace over all of them; the stop waits for a trained one's time, their share left out."""
+    budget, strategy, _, space = _planned(3600.0)
+    plan = budget.plan
+    assert plan is not None
+    budget._workers = 2  # two candidates at once
+    history = History(None)
+    budget.on_search_start(space, history)
+    budget._search_started = time.perf_counter() - 200.0  # 18 screened candidates of 20 s each and 1 trained
+    for index in range(18):
+        record = history.append(Architecture({"x": index}), EvalResult("ok", {SCREENED: 1.0}, duration_s=20.0))
+        strategy.num_told += 1
+        budget.on_candidate_end(record, history)
+    plan.search_deadline = time.perf_counter() + 30.0  # room for one more trained candidate (~20 s of wall)
+    trained = history.append(Architecture({}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=40.0))
+    strategy.num_told += 1
+    budget.on_candidate_end(trained, history)
+    # 200 s / 19 candidates: 2 more fit in 30 s; the stop did not take the trained one for 200 s (the old pace)
+    assert strategy.num_samples == strategy.num_told + 2 and not strategy.done
+    budget._search_started -= 20.0  # the next trained candidate takes its 20 s of wall
+    plan.search_deadline = time.perf_counter() + 15.0  # less than a trained candidate's ~20 s
+    last = history.append(Architecture({"y": 1}), EvalResult("ok", {"search/val_acc": 0.4}, duration_s=40.0))
+    strategy.num_told += 1
+    budget.on_candidate_end(last, history)
+    assert strategy.done
 
 
 def test_plan_final_sets_epochs_and_a_deadline_callback() -> None:

@@ -163,6 +163,9 @@ class TimeBudget:
         self.strategy: Any = None
         self._search_started = self.started
         self._trained = 0  # candidates trained (not screened) since the search started
+        self._candidates = 0  # all candidates since the search started, screened ones too
+        self._screened_s = 0.0  # the screened candidates' own seconds (an export and a timing under a latency bound)
+        self._workers = 1  # candidates evaluated at once (plan_search's workers)
         self._paces: list[float] = []  # seconds per candidate of this search's successful candidates
         self.score: Callable[[Any], float] | None = None
         """The search's objective (the app sets it): with a fixed number of final epochs, each new best
@@ -210,6 +213,7 @@ class TimeBudget:
                         "candidate (~%.0f s); one candidate is scored anyway", epochs, epoch_s, search_s, candidate_s)
         self.plan = Plan(evaluations, epochs, search_deadline, final_end, candidate_s, epoch_s,
                          float(trainer.max_epochs))
+        self._workers = max(1, workers)
         self._search_space, self._trainer = space, trainer
         if strategy is not None and hasattr(strategy, "num_samples"):
             strategy.num_samples, self.strategy = evaluations, strategy
@@ -294,7 +298,7 @@ class TimeBudget:
 
     # --- the search listener --------------------------------------------------------------------
     def on_search_start(self, space: SearchSpace, history: History) -> None:
-        self._search_started, self._trained = time.perf_counter(), 0
+        self._search_started, self._trained, self._candidates, self._screened_s = time.perf_counter(), 0, 0, 0.0
 
     def on_candidate_end(self, record: Record, history: History) -> None:
         """Stop the search once the next candidate would end after the search deadline; log the time left.
@@ -309,6 +313,9 @@ class TimeBudget:
         plan = self._require_plan()
         screened = bool(record.result.metrics.get(SCREENED))  # not trained: neither a pace nor a candidate's time
         self._trained += not screened
+        self._candidates += 1
+        if screened:
+            self._screened_s += record.result.duration_s
         cost = record.result.metrics.get("train/cpu_s", record.result.duration_s)
         epochs_run = record.result.metrics.get("train/epochs_run")  # a multi-fidelity job: a rung's share
         if epochs_run:
@@ -318,12 +325,18 @@ class TimeBudget:
             self._time_new_best(record)
             self._replan_search(plan)
         now = time.perf_counter()
-        per_candidate = (now - self._search_started) / max(1, self._trained)
-        stopping = now + per_candidate > plan.search_deadline
+        elapsed = now - self._search_started
+        # the next candidate may be one to train: the wall time a trained one has taken, the screened ones'
+        # share left out (nothing under a size bound; an export and a timing each under a latency bound)
+        screened_wall = min(elapsed, self._screened_s / self._workers)
+        per_trained = (elapsed - screened_wall) / self._trained if self._trained else elapsed / self._candidates
+        stopping = now + per_trained > plan.search_deadline
         strategy = self.strategy
         if strategy is not None and not strategy.done:
-            # the measured pace replaces the first estimate: the budget (and the progress bar) say what will fit
-            fits = 0 if stopping else math.floor((plan.search_deadline - now) / per_candidate)
+            # the measured pace replaces the first estimate: the budget (and the progress bar) say what will fit.
+            # Screened candidates count too, so the pace is over all of them: the mix so far predicts the mix
+            # ahead (the deadline, not this count, is what stops the search in time)
+            fits = 0 if stopping else math.floor((plan.search_deadline - now) / max(elapsed / self._candidates, 1e-9))
             strategy.num_samples = plan.evaluations = strategy.num_told + fits
         log.info("time budget: %d candidates (about %d in all), %s left (search %s)", len(history),
                  max(len(history), plan.evaluations), format_seconds(self.end - now),

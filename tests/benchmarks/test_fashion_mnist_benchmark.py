@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lightning_nas.baselines import BASELINES, build_baseline
 from lightning_nas.hardware.profile import count_params
@@ -109,6 +111,22 @@ def test_final_epochs_follow_the_slowest_baseline_and_the_hand_over(bench: Modul
     # one core, nothing beside it: the slowest has it all, the hand-over is the end
     assert plan({"slow": 100.0}, 3000.0, cores=1, competing=0) == Plan(27, 2700.0)
     assert plan(cpu, 10.0, cores=2, competing=1).epochs == 1 and plan({}, 10.0, cores=2, competing=1).epochs == 100
+
+
+def test_fixed_final_epochs_still_measure_the_baselines(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    measured: list[int] = []
+
+    def measure(cfg: object, names: list[str], cores: int) -> tuple[dict[str, float], float]:
+        measured.append(cores)
+        return {"slow": 100.0, "fast": 20.0}, 1.0
+
+    monkeypatch.setattr(bench, "measure_baselines", measure)
+    cfg = OmegaConf.create({"budget": {"time": "3000s", "final_epochs": 12}, "evaluator": {"final_max_epochs": 10}})
+    epoch_cpu = bench.plan_benchmark_time(cfg, ["slow", "fast"], time.perf_counter(), parallel=True)
+    # the slowest is known (it keeps its priority), the epochs stay fixed and the experiment has all the time
+    assert epoch_cpu == {"slow": 100.0, "fast": 20.0} and measured == [1]
+    assert cfg.budget.final_epochs == cfg.evaluator.final_max_epochs == 12
+    assert 2990 <= float(cfg.budget.time.rstrip("s")) <= 3000
 
 
 def test_the_last_baseline_running_takes_every_core(bench: ModuleType) -> None:

@@ -26,6 +26,10 @@ def test_every_seed_is_trained_and_summarised(bench: ModuleType, tmp_path: Path)
     assert all(0.0 <= a <= 1.0 for a in accs)
     assert result["mean"] == pytest.approx(sum(accs) / 2) and result["min"] == min(accs)
     assert json.loads(out.read_text())["std"] == pytest.approx(result["std"])
+    more = bench.main(["--model", "two_conv_cnn", "--quick", "--seeds", "1", "--first-seed", "1", "--epochs", "1",
+                       "--jobs", "1", f"data.data_dir={data}"])
+    assert [run["seed"] for run in more["runs"]] == [1] and more["runs"][0] == result["runs"][1] | {
+        "seconds": more["runs"][0]["seconds"], "cpu_seconds": more["runs"][0]["cpu_seconds"]}
 
 
 def test_an_arch_json_of_the_presets_space_is_trained(bench: ModuleType, tmp_path: Path) -> None:
@@ -101,6 +105,9 @@ def test_seeds_must_be_positive(bench: ModuleType, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         bench.main(["--model", "two_conv_cnn", "--seeds", "0"])
     assert "--seeds must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--model", "two_conv_cnn", "--first-seed", "-1"])
+    assert "--first-seed must be 0 or more, got -1" in capsys.readouterr().err
 
 
 def test_bad_override_is_named_in_one_line(bench: ModuleType) -> None:

@@ -63,6 +63,22 @@ def test_report_fields_are_sane(float_export: tuple[nn.Module, ExportReport, boo
     assert report.to_dict()["path"] == str(report.path)
 
 
+@pytest.mark.parametrize(("pool", "replaced_by"), [(4, nn.Identity), (2, nn.AvgPool2d)])
+def test_adaptive_pools_xnnpack_cannot_take_are_delegated_in_an_equivalent_form(
+        tmp_path: Path, pool: int, replaced_by: type[nn.Module]) -> None:
+    torch.manual_seed(0)  # a 4x4 map pooled to 4x4 (nothing to do) or to 2x2 (2x2 windows), then flattened
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(pool),
+                          nn.Flatten(), nn.Linear(4 * pool * pool, 3))
+    from lightning_nas.export.exporter import _pools_xnnpack_runs
+
+    swapped = _pools_xnnpack_runs(model.eval(), _inputs(1, 0))
+    assert isinstance(swapped[2], replaced_by) and isinstance(model[2], nn.AdaptiveAvgPool2d)  # the caller's kept
+    report = export_model(model, _inputs(1, 0), tmp_path / "pooled.pte")
+    assert report.non_delegated_ops == () and report.max_abs_diff < 1e-5 and report.top1_agreement == 1.0
+    global_pool = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert _pools_xnnpack_runs(global_pool, _inputs(1, 0)) is global_pool  # 1x1: XNNPACK takes it as it is
+
+
 def test_quantized_export_agrees_on_top1(toy_space: Any, tmp_path: Path) -> None:
     calibration = [_inputs(8, 2), _inputs(8, 3)]
     report = export_model(_model(toy_space), _inputs(1, 0), tmp_path / "q.pte", quantize=True,

@@ -196,6 +196,53 @@ def _quantize(model: nn.Module, example: Tensor, calibration: Sequence[Tensor]) 
     return convert_pt2e(prepared)
 
 
+def _pools_xnnpack_runs(model: nn.Module, example: Tensor) -> nn.Module:
+    """``model``, or a copy in which each adaptive average pool XNNPACK does not take (any output but 1x1) is
+    replaced by the same computation it does take: nothing where the map already has the output size (a
+    4x4 map "pooled" to 4x4 before a flattening classifier), a fixed average pool where the size divides
+    evenly. Left outside the delegate, such a pool runs as a portable op and splits the graph in two."""
+    pools: dict[str, tuple[int, int]] = {}  # the pools to look at: name -> output size
+    for name, module in model.named_modules():
+        if name and type(module) is nn.AdaptiveAvgPool2d:
+            out = module.output_size
+            out_h, out_w = (out, out) if isinstance(out, int) or out is None else out
+            if out_h is not None and out_w is not None and (out_h, out_w) != (1, 1):
+                pools[name] = (out_h, out_w)
+    if not pools:  # no such pool: no forward pass
+        return model
+    seen: dict[str, set[tuple[int, ...]]] = {}
+
+    def record(name: str) -> Any:
+        return lambda _module, inputs, _output: seen.setdefault(name, set()).add(tuple(inputs[0].shape[-2:]))
+
+    hooks = [model.get_submodule(name).register_forward_hook(record(name)) for name in pools]
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception:  # the export stage reports a model that does not run
+        return model
+    finally:
+        for hook in hooks:
+            hook.remove()
+    swaps: dict[str, nn.Module] = {}
+    for name, sizes in seen.items():
+        if len(sizes) != 1:  # a pool used on maps of several sizes stays as it is
+            continue
+        (h, w), = sizes
+        out_h, out_w = pools[name]
+        if (h, w) == (out_h, out_w):
+            swaps[name] = nn.Identity()
+        elif h % out_h == 0 and w % out_w == 0:
+            swaps[name] = nn.AvgPool2d((h // out_h, w // out_w))
+    if not swaps:
+        return model
+    copied = copy.deepcopy(model)
+    for name, replacement in swaps.items():
+        parent, _, child = name.rpartition(".")
+        setattr(copied.get_submodule(parent), child, replacement)
+    return copied
+
+
 def _is_counted(node: torch.fx.Node) -> bool:
     from executorch.exir.delegate import executorch_call_delegate
 
@@ -309,12 +356,12 @@ def export_model(
     eager = _on_cpu(model)
     start = time.perf_counter()
     with _frozen(eager):
-        to_lower = eager
+        to_lower = _pools_xnnpack_runs(eager, example)
         if quantize:
             if not calib:
                 log.warning("quantizing without calibration data: calibrating on the check batch")
             with _stage("quantize"):
-                to_lower = _quantize(eager, example, calib or samples)
+                to_lower = _quantize(to_lower, example, calib or samples)
         edge, delegated, outside = _lower(to_lower, example)
         _serialise(edge, path)
         seconds = time.perf_counter() - start
