@@ -40,6 +40,7 @@ from lightning_nas.cli_errors import compose_or_fail
 from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.train import derive_seed, seeded
 from lightning_nas.executors.lifetime import exit_with_parent
+from lightning_nas.planner import torch_threads
 from lightning_nas.results import strict_json
 
 QUICK_OVERRIDES = ["data.max_train_samples=600", "data.max_val_samples=200", "data.max_test_samples=200",
@@ -114,12 +115,9 @@ def train_one(model: str, config_file: str, seed: int, epochs: int) -> SeedRun:
 def _train_all(args: argparse.Namespace, config_file: str) -> Iterator[SeedRun]:
     """Every seed's run, in seed order: in worker processes, or in this process with ``--jobs 1``."""
     if args.jobs == 1:
-        threads = torch.get_num_threads()
-        try:
+        with torch_threads(1):  # train_one's one thread, this process's own restored after
             for seed in seed_range(args):
                 yield train_one(args.model, config_file, seed, args.epochs)
-        finally:
-            torch.set_num_threads(threads)
         return
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"),
                              initializer=exit_with_parent) as pool:

@@ -362,3 +362,18 @@ def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
     assert summary["final_epochs"] >= 1  # what the planner chose, for the benchmark's table
     assert 0 <= summary["final_epochs_trained"] <= summary["final_epochs"]  # 0: stopped inside the first
     assert summary["final_stopped_by_deadline"] is (summary["final_epochs_trained"] < summary["final_epochs"])
+
+
+def test_a_reached_count_grows_again_when_the_deadline_leaves_room() -> None:
+    """The count of candidates is advice: with the planned ones all told and time left before the search
+    deadline (a deadline that moved later), the search goes on instead of ending early."""
+    budget, strategy, _, space = _planned(600.0)
+    assert budget.plan is not None
+    history = History(None)
+    budget.on_search_start(space, history)
+    budget._search_started = time.perf_counter() - 10.0  # one candidate took 10 s
+    budget.plan.search_deadline = time.perf_counter() + 95.0  # room for 9 more
+    strategy.num_samples = strategy.num_told = 1  # the planned count is reached
+    record = history.append(Architecture({}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=0.0))
+    budget.on_candidate_end(record, history)
+    assert strategy.num_samples == 10 and not strategy.done

@@ -332,10 +332,11 @@ class TimeBudget:
         per_trained = (elapsed - screened_wall) / self._trained if self._trained else elapsed / self._candidates
         stopping = now + per_trained > plan.search_deadline
         strategy = self.strategy
-        if strategy is not None and not strategy.done:
+        if strategy is not None:
             # the measured pace replaces the first estimate: the budget (and the progress bar) say what will fit.
             # Screened candidates count too, so the pace is over all of them: the mix so far predicts the mix
-            # ahead (the deadline, not this count, is what stops the search in time)
+            # ahead (the deadline, not this count, is what stops the search in time). A count already reached
+            # grows again when there is room: a deadline that moved later (fixed final epochs) leaves time
             fits = 0 if stopping else math.floor((plan.search_deadline - now) / max(elapsed / self._candidates, 1e-9))
             strategy.num_samples = plan.evaluations = strategy.num_told + fits
         log.info("time budget: %d candidates (about %d in all), %s left (search %s)", len(history),

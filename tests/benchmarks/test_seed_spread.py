@@ -26,8 +26,10 @@ def test_every_seed_is_trained_and_summarised(bench: ModuleType, tmp_path: Path)
     assert all(0.0 <= a <= 1.0 for a in accs)
     assert result["mean"] == pytest.approx(sum(accs) / 2) and result["min"] == min(accs)
     assert json.loads(out.read_text())["std"] == pytest.approx(result["std"])
+    threads = torch.get_num_threads()
     more = bench.main(["--model", "two_conv_cnn", "--quick", "--seeds", "1", "--first-seed", "1", "--epochs", "1",
                        "--jobs", "1", f"data.data_dir={data}"])
+    assert torch.get_num_threads() == threads  # in this process the seed trained on one thread; restored after
     assert [run["seed"] for run in more["runs"]] == [1] and more["runs"][0] == result["runs"][1] | {
         "seconds": more["runs"][0]["seconds"], "cpu_seconds": more["runs"][0]["cpu_seconds"]}
 
