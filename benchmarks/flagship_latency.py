@@ -31,7 +31,7 @@ from lightning_nas.results import strict_json
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_spread import build_model, compose_config  # a sibling script
 
-DEFAULT_MODELS = [str(Path(__file__).resolve().parent / "fashion_mnist_archs" / "flagship_363534c936ee.json"),
+DEFAULT_MODELS = [str(Path(__file__).resolve().parent / "fashion_mnist_archs" / "flagship_b2a0e835c9e7.json"),
                   "two_conv_cnn", "resnet_small", "mobilenet_v3_small"]
 
 

@@ -104,7 +104,10 @@ def test_search_stops_when_the_next_candidate_would_miss_the_deadline() -> None:
     assert strategy.done and strategy.num_samples == 2
 
 
-def test_the_measured_pace_replaces_the_planned_number_of_candidates() -> None:
+@pytest.mark.parametrize("count_reached", [False, True])
+def test_the_measured_pace_replaces_the_planned_number_of_candidates(count_reached: bool) -> None:
+    """The count is advice, also once reached: with time left before the search deadline (one that moved
+    later), the search goes on instead of ending early."""
     budget, strategy, _, space = _planned(600.0)
     assert budget.plan is not None
     history = History(None)
@@ -114,6 +117,8 @@ def test_the_measured_pace_replaces_the_planned_number_of_candidates() -> None:
     # no duration on record: the deadline stays where it is (see the next test for how durations move it)
     record = history.append(Architecture({}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=0.0))
     strategy.num_told = 1
+    if count_reached:
+        strategy.num_samples = 1
     budget.on_candidate_end(record, history)
     assert strategy.num_samples == budget.plan.evaluations == 10 and not strategy.done
 
@@ -176,6 +181,25 @@ def test_each_new_best_s_final_epoch_is_timed_and_moves_the_search_deadline(monk
         if index == 1:  # the first best's timed epochs, not the candidates' pace, set the deadline
             assert plan.search_deadline == pytest.approx(plan.final_deadline - 4 * 30.0)
     assert timed == [(0, True), (2, True)]  # a worse candidate is not timed
+    assert plan.epoch_seconds == 50.0 and plan.search_deadline == pytest.approx(plan.final_deadline - 4 * 50.0)
+
+
+def test_a_cheaper_new_best_does_not_shrink_the_time_set_aside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later best may again be as costly as an earlier one, and one found late can no longer move the deadline:
+    the search leaves time for the costliest best so far."""
+    budget, strategy, _, space = _planned(3600.0, final_epochs=4)
+    plan = budget.plan
+    assert plan is not None
+    monkeypatch.setattr(TimeBudget, "_final_epoch_seconds", lambda self, space, arch, trainer, own_core=False:
+                        ({0: 50.0, 1: 30.0}[arch["x"]], 1.0))
+    budget.score = lambda result: result.metrics.get("search/val_acc", -math.inf)
+    history = History(None)
+    budget.on_search_start(space, history)
+    for index, accuracy in enumerate([0.5, 0.6]):  # the second, cheaper network is the new best
+        metrics = {"search/val_acc": accuracy, "train/cpu_s": 5.0}
+        record = history.append(Architecture({"x": index}), EvalResult("ok", metrics, duration_s=5.0))
+        strategy.num_told = index + 1
+        budget.on_candidate_end(record, history)
     assert plan.epoch_seconds == 50.0 and plan.search_deadline == pytest.approx(plan.final_deadline - 4 * 50.0)
 
 
@@ -363,17 +387,3 @@ def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
     assert 0 <= summary["final_epochs_trained"] <= summary["final_epochs"]  # 0: stopped inside the first
     assert summary["final_stopped_by_deadline"] is (summary["final_epochs_trained"] < summary["final_epochs"])
 
-
-def test_a_reached_count_grows_again_when_the_deadline_leaves_room() -> None:
-    """The count of candidates is advice: with the planned ones all told and time left before the search
-    deadline (a deadline that moved later), the search goes on instead of ending early."""
-    budget, strategy, _, space = _planned(600.0)
-    assert budget.plan is not None
-    history = History(None)
-    budget.on_search_start(space, history)
-    budget._search_started = time.perf_counter() - 10.0  # one candidate took 10 s
-    budget.plan.search_deadline = time.perf_counter() + 95.0  # room for 9 more
-    strategy.num_samples = strategy.num_told = 1  # the planned count is reached
-    record = history.append(Architecture({}), EvalResult("ok", {"search/val_acc": 0.5}, duration_s=0.0))
-    budget.on_candidate_end(record, history)
-    assert strategy.num_samples == 10 and not strategy.done

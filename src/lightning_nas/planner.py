@@ -173,7 +173,9 @@ class TimeBudget:
         self._search_space: SearchSpace | None = None
         self._trainer: TrainEvaluator | None = None
         self._best_score = -math.inf
-        self._best_epoch_s: float | None = None  # seconds per final epoch of the best candidate so far
+        # seconds per final epoch the search leaves time for: the costliest of the best candidates so far, so
+        # that a new best found late (too late to move the deadline) costs no more than what is set aside
+        self._reserved_epoch_s: float | None = None
         self.deadline_callback: DeadlineCallback | None = None
         """The final training's deadline (set by :meth:`plan_final`): epochs trained, stopped early or not."""
 
@@ -352,22 +354,22 @@ class TimeBudget:
             return
         self._best_score = value
         try:
-            self._best_epoch_s, _ = self._final_epoch_seconds(self._search_space, record.arch, self._trainer,
-                                                              own_core=True)
+            epoch_s, _ = self._final_epoch_seconds(self._search_space, record.arch, self._trainer, own_core=True)
         except Exception as error:  # timing is advice: the candidates' pace still plans
             log.warning("time budget: timing the final epoch of %s failed (%s)", record.arch.digest(), error)
             return
-        log.info("time budget: new best %s: a final epoch ~%.0f s on a core of its own", record.arch.digest(),
-                 self._best_epoch_s)
+        self._reserved_epoch_s = max(epoch_s, self._reserved_epoch_s or 0.0)
+        log.info("time budget: new best %s: a final epoch ~%.0f s on a core of its own (set aside: ~%.0f s, the "
+                 "costliest best so far)", record.arch.digest(), epoch_s, self._reserved_epoch_s)
 
     def _replan_search(self, plan: Plan) -> None:
-        """Move the search deadline to the final epochs' cost: the best candidate's timed final epoch, or
-        before one is timed, the candidates' measured pace (a final epoch keeps the first plan's ratio of
+        """Move the search deadline to the final epochs' cost: the costliest timed final epoch of the bests so
+        far, or before one is timed, the candidates' measured pace (a final epoch keeps the first plan's ratio of
         images to a candidate's, validation included)."""
         candidate_s = float(np.quantile(self._paces, 0.75))
         epoch_s = candidate_s * plan.epoch_seconds / plan.candidate_seconds
-        if self._best_epoch_s is not None:
-            epoch_s = self._best_epoch_s
+        if self._reserved_epoch_s is not None:
+            epoch_s = self._reserved_epoch_s
         deadline = plan.final_deadline - plan.final_epochs * epoch_s
         if abs(deadline - plan.search_deadline) > 1.0:
             log.debug("time budget: a final epoch ~%.0f s at the search's pace; the search deadline moves by %+.0f s",
