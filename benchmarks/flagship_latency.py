@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from lightning_nas.config import build_node
 from lightning_nas.export import export_model
 from lightning_nas.export.profiler import profile_pte
 from lightning_nas.results import strict_json
@@ -37,11 +38,12 @@ DEFAULT_MODELS = [str(Path(__file__).resolve().parent / "fashion_mnist_archs" / 
 
 def measure(models: list[str], cfg: Any, rounds: int, repeats: int) -> dict[str, list[float]]:
     """Each model's median latency (ms) in every round, the models timed in turn within a round."""
-    shape = (1, 28, 28)
+    datamodule = build_node(cfg, "data")  # the preset's input shape and classes, known before any data loads
+    shape, classes = tuple(int(s) for s in datamodule.input_shape), int(datamodule.num_classes)
     with tempfile.TemporaryDirectory() as folder:
         files = {}
         for name in models:
-            model = build_model(name, cfg, shape, 10).eval()
+            model = build_model(name, cfg, shape, classes).eval()
             files[name] = export_model(model, torch.zeros(1, *shape), Path(folder) / f"{len(files)}.pte").path
         medians: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(rounds):

@@ -386,4 +386,3 @@ def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
     assert summary["final_epochs"] >= 1  # what the planner chose, for the benchmark's table
     assert 0 <= summary["final_epochs_trained"] <= summary["final_epochs"]  # 0: stopped inside the first
     assert summary["final_stopped_by_deadline"] is (summary["final_epochs_trained"] < summary["final_epochs"])
-

@@ -238,8 +238,7 @@ def _pools_xnnpack_runs(model: nn.Module, example: Tensor) -> nn.Module:
         return model
     copied = copy.deepcopy(model)
     for name, replacement in swaps.items():
-        parent, _, child = name.rpartition(".")
-        setattr(copied.get_submodule(parent), child, replacement)
+        copied.set_submodule(name, replacement)
     return copied
 
 
