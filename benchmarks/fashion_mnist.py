@@ -90,6 +90,8 @@ class ModelFigures:
     """Final epochs trained."""
     planned_epochs: int | None = None
     """Final epochs planned, where the deadline stopped the training before it trained them all."""
+    images_share: float = 1.0
+    """Share of the training images each final epoch used (below 1 where the plan shortened the epochs to fit)."""
 
 
 def compose_config(preset: str, output_dir: Path, quick: bool, data_dir: str | None,
@@ -331,8 +333,9 @@ def profile_models(rows: list[ModelFigures], summary: dict[str, Any], folder: Pa
         row.executorch_ms, row.export_error = executorch_latency(model, input_shape, folder / row.name, repeats)
 
 
-def searched_figures(summary: dict[str, Any]) -> ModelFigures:
-    """The searched model's row, from the run's summary and its deploy manifest."""
+def searched_figures(summary: dict[str, Any], configured_limit: object = 1.0) -> ModelFigures:
+    """The searched model's row, from the run's summary and its deploy manifest (``configured_limit``: the
+    preset's ``evaluator.final_limit_train_batches``)."""
     metrics = {**summary["best"]["metrics"], **summary["test"]}
     latency, error = None, "not exported (export.top_k=0)"
     for item in summary.get("exported", []):
@@ -349,7 +352,8 @@ def searched_figures(summary: dict[str, Any]) -> ModelFigures:
                         float(summary.get("final_training_seconds", float("nan"))),
                         float(summary.get("final_training_cpu_seconds", float("nan"))), error,
                         epochs=None if trained is None else int(trained),
-                        planned_epochs=int(planned) if summary.get("final_stopped_by_deadline") and planned else None)
+                        planned_epochs=int(planned) if summary.get("final_stopped_by_deadline") and planned else None,
+                        images_share=images_share(summary.get("final_limit_train_batches"), configured_limit))
 
 
 def measure_baselines(cfg: DictConfig, names: list[str], cores: int, extra_s: float = BASELINE_EPOCH_EXTRA_S,
@@ -475,10 +479,20 @@ def plan_benchmark_time(cfg: DictConfig, names: list[str], started: float, paral
     return epoch_cpu
 
 
+def images_share(limit: object, configured: object) -> float:
+    """The share of the configured images per epoch that ``limit`` (``final_limit_train_batches``) kept: 1.0
+    unless both are fractions and the plan lowered it."""
+    if isinstance(limit, float) and isinstance(configured, float) and 0 < limit < configured:
+        return limit / configured
+    return 1.0
+
+
 def format_epochs(row: ModelFigures, default: int) -> str:
-    """The epochs a row trained: "29 of 33 (deadline)" where the deadline stopped it early."""
+    """The epochs a row trained: "29 of 33 (deadline)" where the deadline stopped it early, "31 (82% of the
+    images each)" where the plan shortened every epoch to fit."""
     epochs = default if row.epochs is None else row.epochs
-    return f"{epochs} of {row.planned_epochs} (deadline)" if row.planned_epochs else str(epochs)
+    text = f"{epochs} of {row.planned_epochs} (deadline)" if row.planned_epochs else str(epochs)
+    return text + (f" ({row.images_share:.0%} of the images each)" if row.images_share < 0.995 else "")
 
 
 def format_results(rows: list[ModelFigures], stages: dict[str, float], epochs: int,
@@ -584,7 +598,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                                             search_end)
         stages_cpu = {"search": search_cpu,
                       "final training": float(summary.get("final_training_cpu_seconds", math.nan))}
-        rows = [searched_figures(summary)]
+        rows = [searched_figures(summary, cfg.evaluator.final_limit_train_batches)]
         datamodule = build_node(cfg, "data")
         shape, classes = tuple(datamodule.input_shape), int(datamodule.num_classes)
         if jobs:

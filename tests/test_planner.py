@@ -344,6 +344,25 @@ def test_final_epochs_fill_the_time_with_a_share_of_each_epoch() -> None:
     assert epochs == 1 and 0.05 <= evaluator.final_limit_train_batches < 1.0
 
 
+def test_fixed_final_epochs_that_miss_the_deadline_train_a_share_of_each_epoch(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """budget.final_epochs stays (the baselines train as many), and the schedule runs to its end: each epoch
+    trains on a share of the images rather than the deadline cutting the last epochs."""
+    budget, _, evaluator, space = _planned(600.0, final_epochs=3)
+    assert budget.plan is not None
+    budget.plan.final_deadline = time.perf_counter() + 0.5  # other work slowed everything: not three epochs
+    with caplog.at_level("WARNING", logger="lightning_nas.planner"):
+        epochs = budget.plan_final(space, space.sample(np.random.default_rng(2)), evaluator)
+    assert epochs == 3 == evaluator.final_max_epochs and 0.05 <= evaluator.final_limit_train_batches < 1.0
+    assert "3 final epochs of" in caplog.text and "of the images instead" in caplog.text
+
+
+def test_fixed_final_epochs_that_fit_keep_every_image() -> None:
+    budget, _, evaluator, space = _planned(3600.0, final_epochs=2)
+    assert budget.plan_final(space, space.sample(np.random.default_rng(2)), evaluator) == 2
+    assert evaluator.final_limit_train_batches == 1.0
+
+
 def test_a_final_share_of_an_epoch_is_at_least_one_batch() -> None:
     """No time left on little data (4 batches an epoch): the share must still be one batch, which Lightning
     requires (0.05 of 4 batches stopped the run in a MisconfigurationException before the test report)."""
@@ -384,5 +403,6 @@ def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
     assert 0.8 * budget_s <= summary["total_seconds"] <= 1.1 * budget_s, summary["total_seconds"]
     assert summary["evaluations"] >= 2 and summary["test"]["test/acc"] > 0.1
     assert summary["final_epochs"] >= 1  # what the planner chose, for the benchmark's table
+    assert 0 < summary["final_limit_train_batches"] <= 1.0  # and the share of each epoch it kept
     assert 0 <= summary["final_epochs_trained"] <= summary["final_epochs"]  # 0: stopped inside the first
     assert summary["final_stopped_by_deadline"] is (summary["final_epochs_trained"] < summary["final_epochs"])

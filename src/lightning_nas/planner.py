@@ -229,31 +229,32 @@ class TimeBudget:
 
         Two short real fits of ``arch`` (k and 3k batches, after a warm-up fit whose one-time costs,
         lazy initialisation and kernel selection, would otherwise hide in the shorter one) give the
-        seconds per batch and the fixed cost of a fit. None (nothing changed) before :meth:`plan_search`,
-        or without a :class:`TrainEvaluator`.
+        seconds per batch and the fixed cost of a fit, in wall time, so that other work sharing the cores
+        counts. When the epochs (chosen, or fixed by ``budget.final_epochs``) would not all fit before the
+        deadline, every epoch trains on the same share of the images instead: the learning-rate schedule
+        runs to its end rather than being cut by the deadline. None (nothing changed) before
+        :meth:`plan_search`, or without a :class:`TrainEvaluator`.
         """
         trainer = train_evaluator(evaluator)
         if self.plan is None or trainer is None:
             return None
         plan = self.plan
-        if self.fixed_epochs:  # nothing to choose: only the deadline
-            trainer.final_max_epochs = self.fixed_epochs
-            self.deadline_callback = DeadlineCallback(self, plan.final_deadline)
-            trainer.final_callbacks = [*trainer.final_callbacks, self.deadline_callback]
-            log.info("time budget: final training of %s for %d epochs; %s left", arch.digest(), self.fixed_epochs,
-                     format_seconds(self.left()))
-            return self.fixed_epochs
         epoch_s, fixed = self._final_epoch_seconds(space, arch, trainer)
         available = plan.final_deadline - time.perf_counter() - fixed
-        epochs = self._epochs_for(available, epoch_s, math.ceil)
+        epochs = self.fixed_epochs or self._epochs_for(available, epoch_s, math.ceil)
         limit = trainer.final_limit_train_batches
         if isinstance(limit, float) and epochs * epoch_s > available:
-            # the last part of an epoch would not fit: every epoch takes the same share of the images instead,
-            # at least one batch (Lightning refuses a share under one; 1e-9: 49 * (1 / 49) < 1 in floats)
+            # the last part would not fit: every epoch takes the same share of the images instead, at least
+            # one batch (Lightning refuses a share under one; 1e-9: 49 * (1 / 49) < 1 in floats)
             train_n, _, batch = _split_sizes(trainer)
             one_batch = min(1.0, 1.0 / max(1, train_n // batch) + 1e-9)
+            full_epoch_s = epoch_s
             trainer.final_limit_train_batches = max(0.05, one_batch, limit * max(0.0, available) / (epochs * epoch_s))
             epoch_s *= trainer.final_limit_train_batches / limit
+            if self.fixed_epochs:
+                log.warning("time budget: %d final epochs of ~%.0f s would end after the deadline; each trains on "
+                            "%.0f%% of the images instead", epochs, full_epoch_s,
+                            100 * trainer.final_limit_train_batches)
         trainer.final_max_epochs = epochs
         self.deadline_callback = DeadlineCallback(self, plan.final_deadline)
         trainer.final_callbacks = [*trainer.final_callbacks, self.deadline_callback]

@@ -304,6 +304,9 @@ def run(cfg: DictConfig, final_callbacks: Sequence[L.Callback] = ()) -> dict[str
     summary = _summary(cfg, context, test_metrics, seconds)
     if final_epochs is not None:  # planned by budget.time
         summary["final_epochs"] = final_epochs
+        planned_trainer = train_evaluator(context.evaluator)
+        if planned_trainer is not None:  # the plan may have shortened each epoch to fit the deadline
+            summary["final_limit_train_batches"] = planned_trainer.final_limit_train_batches
         deadline = time_budget.deadline_callback if time_budget is not None else None
         if deadline is not None and test_metrics:  # what the final training did: all epochs, or fewer
             summary["final_epochs_trained"] = deadline.epochs_trained

@@ -227,6 +227,19 @@ def test_a_row_the_deadline_stopped_says_so_and_the_table_warns(bench: ModuleTyp
     assert "Not every" not in bench.format_results([baseline], {"total": 1.0}, 33)
 
 
+def test_a_row_whose_epochs_were_shortened_says_by_how_much(bench: ModuleType) -> None:
+    summary = {"best": {"arch_id": "abc", "metrics": {"model/params": 10, "model/macs": 20}},
+               "test": {"test/acc": 0.9}, "final_epochs": 31, "final_epochs_trained": 31,
+               "final_stopped_by_deadline": False, "final_limit_train_batches": 0.82}
+    row = bench.searched_figures(summary, 1.0)
+    assert (row.epochs, row.planned_epochs, row.images_share) == (31, None, pytest.approx(0.82))
+    assert bench.format_epochs(row, 31) == "31 (82% of the images each)"
+    baseline = bench.ModelFigures("resnet_small", 0.93, 308_000, 3_470_000, 0.05, 1400.0, 624.0, epochs=31)
+    assert "Not every network trained the same epochs" in bench.format_results([row, baseline], {"total": 1.0}, 31)
+    assert bench.images_share(0.41, 0.5) == pytest.approx(0.82) and bench.images_share(1.0, 1.0) == 1.0
+    assert bench.images_share(200, 1.0) == 1.0  # a batch count is not a share
+
+
 def test_searched_row_reads_the_epochs_the_final_training_ran(bench: ModuleType) -> None:
     summary = {"best": {"arch_id": "abc", "metrics": {"model/params": 10, "model/macs": 20}},
                "test": {"test/acc": 0.9}, "final_epochs": 33, "final_epochs_trained": 29,
