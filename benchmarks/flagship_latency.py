@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,8 @@ from lightning_nas.results import strict_json
 from lightning_nas.spaces.base import SearchSpace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_spread import build_model, compose_config  # a sibling script
+from search_quality import all_architectures  # sibling scripts
+from seed_spread import build_model, compose_config
 
 DEFAULT_MODELS = [str(Path(__file__).resolve().parent / "fashion_mnist_archs" / "flagship_b2a0e835c9e7.json"),
                   "two_conv_cnn", "resnet_small", "mobilenet_v3_small"]
@@ -47,15 +47,13 @@ DEFAULT_MODELS = [str(Path(__file__).resolve().parent / "fashion_mnist_archs" / 
 def space_architectures(space: SearchSpace, limit: int) -> list[Architecture]:
     """Every distinct architecture of ``space`` (choices a network does not use, such as an MBConv kernel in a
     plain-conv stage, make no new one); SystemExit when there are more than ``limit``."""
-    labels = list(space.decisions)
     if space.cardinality > 50 * limit:  # the walk below goes through every combination of the choices
         raise SystemExit(f"--space: the preset's space has {space.cardinality} combinations of choices, too many "
                          f"for --max-archs {limit}")
     found: dict[tuple[tuple[str, Any], ...], Architecture] = {}
-    for values in itertools.product(*(space.decisions[label].candidates for label in labels)):
-        arch = space.validate(dict(zip(labels, values, strict=True)))
+    for arch in all_architectures(space):
         active = space.active_labels(arch)
-        found.setdefault(tuple((label, arch[label]) for label in labels if label in active), arch)
+        found.setdefault(tuple((label, value) for label, value in arch.items() if label in active), arch)
         if len(found) > limit:
             raise SystemExit(f"--space: the preset's space holds more than --max-archs {limit} architectures")
     return list(found.values())
