@@ -92,6 +92,8 @@ class ModelFigures:
     """Final epochs planned, where the deadline stopped the training before it trained them all."""
     images_share: float = 1.0
     """Share of the training images each final epoch used (below 1 where the plan shortened the epochs to fit)."""
+    precision: str = "32"
+    """The precision the final training ran in: ``"32"`` or ``"bf16-mixed"`` (``evaluator.precision``)."""
 
 
 def compose_config(preset: str, output_dir: Path, quick: bool, data_dir: str | None,
@@ -141,7 +143,8 @@ def train_baseline(name: str, evaluator: TrainEvaluator, input_shape: tuple[int,
     out.mkdir(parents=True, exist_ok=True)
     torch.save(module.model.eval(), out / "model.pt")
     figures = ModelFigures(name, float(test["test/acc"]), params, macs, None, seconds, cpu_seconds,
-                           epochs=int(evaluator.final_max_epochs))
+                           epochs=int(evaluator.final_max_epochs),
+                           precision="bf16-mixed" if module.fit_metrics.get("train/bf16") else "32")
     (out / "figures.json").write_text(json.dumps(asdict(figures), indent=2) + "\n")
     log.info("baseline %s: test acc %.4f after %.0f s", name, figures.test_acc, seconds)
     return figures
@@ -353,7 +356,8 @@ def searched_figures(summary: dict[str, Any], configured_limit: object = 1.0) ->
                         float(summary.get("final_training_cpu_seconds", float("nan"))), error,
                         epochs=None if trained is None else int(trained),
                         planned_epochs=int(planned) if summary.get("final_stopped_by_deadline") and planned else None,
-                        images_share=images_share(summary.get("final_limit_train_batches"), configured_limit))
+                        images_share=images_share(summary.get("final_limit_train_batches"), configured_limit),
+                        precision="bf16-mixed" if metrics.get("train/bf16") else "32")
 
 
 def measure_baselines(cfg: DictConfig, names: list[str], cores: int, extra_s: float = BASELINE_EPOCH_EXTRA_S,
@@ -374,7 +378,8 @@ def measure_baselines(cfg: DictConfig, names: list[str], cores: int, extra_s: fl
     def img_s(model: torch.nn.Module, threads: int) -> float:
         with torch_threads(threads):
             return measure_throughput(model, shape, classes, datamodule.batch_size, steps=8,
-                                      channels_last=bool(cfg.evaluator.get("channels_last")))
+                                      channels_last=bool(cfg.evaluator.get("channels_last")),
+                                      precision=str(cfg.evaluator.get("precision", "32")))
 
     best: dict[str, float] = {}
     for _ in range(rounds):
@@ -487,6 +492,10 @@ def images_share(limit: object, configured: object) -> float:
     return 1.0
 
 
+PRECISION_NAMES = {"32": "float32", "bf16-mixed": "bfloat16 autocast"}
+"""How the table names each training precision."""
+
+
 def format_epochs(row: ModelFigures, default: int) -> str:
     """The epochs a row trained: "29 of 33 (deadline)" where the deadline stopped it early, "31 (82% of the
     images each)" where the plan shortened every epoch to fit."""
@@ -499,13 +508,14 @@ def format_results(rows: list[ModelFigures], stages: dict[str, float], epochs: i
                    stages_cpu: dict[str, float] | None = None) -> str:
     """Markdown tables: the models, the published figures and the wall (and CPU) seconds per stage.
     ``epochs``: the final epochs of a row that does not say its own."""
-    lines = ["| model | test acc | params | MACs | ExecuTorch ms | epochs | train wall s | train CPU s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | test acc | params | MACs | ExecuTorch ms | epochs | precision | train wall s | train CPU s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         latency = f"{row.executorch_ms:.3f}" if row.executorch_ms is not None else f"failed: {row.export_error}"
+        precision = PRECISION_NAMES.get(row.precision, row.precision)
         lines.append(f"| {row.name} | {row.test_acc:.4f} | {row.params / 1e3:.1f}K | {row.macs / 1e6:.2f}M "
-                     f"| {latency} | {format_epochs(row, epochs)} | {row.train_seconds:.0f} "
-                     f"| {row.train_cpu_seconds:.0f} |")
+                     f"| {latency} | {format_epochs(row, epochs)} | {precision} "
+                     f"| {row.train_seconds:.0f} | {row.train_cpu_seconds:.0f} |")
     trained = {format_epochs(row, epochs) for row in rows if math.isfinite(row.test_acc)}
     if len(trained) > 1:
         lines += ["", f"Not every network trained the same epochs ({', '.join(sorted(trained))}): their accuracies "

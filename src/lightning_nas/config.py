@@ -369,6 +369,7 @@ class TrainEvaluatorConfig:
     channels_last: bool = False
     final_warmup_epochs: float | None = None
     latency_repeats: int = 20
+    precision: str = "32"  # "bf16-mixed", or "auto": each network in the faster of float32 and bfloat16 on the CPU
     latency_threads: int = 1
     seed: int = II("seed")
     accelerator: str = II("trainer.accelerator")

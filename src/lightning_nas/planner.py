@@ -23,9 +23,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from lightning_nas.evaluators.precision import choose_precision, training_speed, validate_precision
 from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
@@ -94,31 +94,19 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int,
-                       steps: int = 4, channels_last: bool = False, warmup: int = 2) -> float:
+                       steps: int = 4, channels_last: bool = False, warmup: int = 2, precision: str = "32") -> float:
     """Training images per second of ``model`` (forward, backward, AdamW step) on random data, as on
     cores of its own (the lesser of wall and CPU time).
 
-    ``warmup`` untimed steps first; the model's weights are restored afterwards.
+    ``warmup`` untimed steps first; the model's weights are restored afterwards. ``precision``:
+    ``"32"``, ``"bf16-mixed"``, or ``"auto"`` (the speed of the precision
+    :func:`~lightning_nas.evaluators.precision.choose_precision` keeps, as a fit with it trains).
     """
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    fmt = torch.channels_last if channels_last and len(input_shape) == 3 else torch.contiguous_format
-    model.train().to(memory_format=fmt)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch_size, *input_shape).contiguous(memory_format=fmt)
-    y = torch.randint(0, num_classes, (batch_size,))
-    started = cpu_started = 0.0
-    for step in range(steps + warmup):
-        if step == warmup:
-            started, cpu_started = time.perf_counter(), time.process_time()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    # other work on the cores stretches wall time but not this process's CPU time: the lesser of the
-    # two is the speed the model trains at on cores of its own
-    seconds = min(time.perf_counter() - started, time.process_time() - cpu_started)
-    model.to(memory_format=torch.contiguous_format)
-    model.load_state_dict(state)
-    return steps * batch_size / max(seconds, 1e-9)
+    if validate_precision(precision, "precision") == "auto":
+        return choose_precision(model, input_shape, num_classes, batch_size, channels_last=channels_last,
+                                steps=steps)[1]
+    return training_speed(model, input_shape, num_classes, batch_size, steps=steps, warmup=warmup,
+                          channels_last=channels_last, precision=precision)
 
 
 @dataclass
@@ -289,7 +277,8 @@ class TimeBudget:
 
     def _speed(self, model: nn.Module, space: SearchSpace, evaluator: TrainEvaluator) -> float:
         return measure_throughput(model, tuple(space.input_shape), space.num_classes, _split_sizes(evaluator)[2],
-                                  channels_last=bool(evaluator.recipe.get("channels_last")))
+                                  channels_last=bool(evaluator.recipe.get("channels_last")),
+                                  precision=evaluator.precision)
 
     def _epochs_for(self, seconds: float, epoch_s: float, rounding: Any = math.floor) -> int:
         return int(min(self.max_final_epochs, max(1, rounding(seconds / epoch_s))))

@@ -248,3 +248,14 @@ def test_searched_row_reads_the_epochs_the_final_training_ran(bench: ModuleType)
     assert (row.epochs, row.planned_epochs) == (29, 33)
     summary.update(final_epochs_trained=33, final_stopped_by_deadline=False)
     assert (bench.searched_figures(summary).epochs, bench.searched_figures(summary).planned_epochs) == (33, None)
+
+
+def test_each_row_says_the_precision_it_trained_in(bench: ModuleType) -> None:
+    summary = {"best": {"arch_id": "abc", "metrics": {"model/params": 10, "model/macs": 20}},
+               "test": {"test/acc": 0.9, "train/bf16": 1.0}, "final_epochs": 31}
+    searched = bench.searched_figures(summary, 1.0)
+    baseline = bench.ModelFigures("mobilenet_v3_small", 0.93, 1_527_000, 4_930_000, 0.4, 3000.0, 2990.0, epochs=31)
+    assert (searched.precision, baseline.precision) == ("bf16-mixed", "32")
+    text = bench.format_results([searched, baseline], {"total": 1.0}, 31)
+    assert "| epochs | precision |" in text
+    assert "| 31 | bfloat16 autocast | " in text and "| 31 | float32 | " in text

@@ -22,6 +22,7 @@ from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.evaluators.base import Evaluator
 from lightning_nas.evaluators.classifier import ClassificationModule, RecalibrateBatchNorm, validate_recipe
 from lightning_nas.evaluators.ema import EMAWeights
+from lightning_nas.evaluators.precision import choose_precision, validate_precision
 from lightning_nas.hardware.profile import iter_profile
 from lightning_nas.spaces.base import SearchSpace
 
@@ -136,6 +137,10 @@ class TrainEvaluator(Evaluator):
         ema_decay: decay of an exponential moving average of the weights in final fits (the
             averaged weights are kept); 0 turns it off.
         channels_last: train in the channels-last memory format (faster convolutions on CPUs).
+        precision: ``"32"``; ``"bf16-mixed"`` (bfloat16 autocast; weights, optimizer and BatchNorm in
+            float32); or ``"auto"``: on the CPU, each network trains in the faster of the two, timed on a
+            few steps (:func:`~lightning_nas.evaluators.precision.choose_precision`; on other
+            accelerators ``"32"``). Validation and test always run in float32.
         final_warmup_epochs: warm-up epochs of final fits (``None``: ``warmup_epochs``).
         latency_repeats: timed forward passes for the latency metrics.
         latency_threads: CPU threads for the latency metrics.
@@ -170,6 +175,7 @@ class TrainEvaluator(Evaluator):
         channels_last: bool = False,
         final_warmup_epochs: float | None = None,
         latency_repeats: int = 20,
+        precision: str = "32",
         latency_threads: int = 1,
         seed: int = 0,
         accelerator: str = "cpu",
@@ -193,6 +199,8 @@ class TrainEvaluator(Evaluator):
             raise ValueError(f"evaluator.ema_decay must be in [0, 1), got {ema_decay!r}")
         if not isinstance(accelerator, str) or not accelerator:
             raise ValueError(f"evaluator.accelerator must be an accelerator name, got {accelerator!r}")
+        self.precision = validate_precision(precision)
+        self._precision_choices: dict[str, str] = {}
         self.datamodule = datamodule
         self.max_epochs, self.max_steps, self.limit_train_batches = max_epochs, max_steps, limit_train_batches
         self.recipe: dict[str, Any] = {"optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
@@ -292,7 +300,8 @@ class TrainEvaluator(Evaluator):
 
         Returns:
             The trained module (BatchNorm statistics recalibrated); its ``fit_metrics`` hold
-            ``train/epochs``, ``train/steps``, ``train/loss`` and ``train/acc``.
+            ``train/epochs``, ``train/steps``, ``train/loss``, ``train/acc`` and, unless :attr:`precision` is
+            ``"32"``, ``train/bf16`` (1 when it trained under bfloat16 autocast).
         """
         epochs = self.max_epochs if max_epochs is None else max_epochs
         limit = self.limit_train_batches if limit_train_batches is None else limit_train_batches
@@ -302,11 +311,32 @@ class TrainEvaluator(Evaluator):
         callbacks: list[L.Callback] = []
         if final:
             callbacks += [*self.final_callbacks, *([EMAWeights(self.ema_decay)] if self.ema_decay else [])]
+        precision = self.training_precision(module.model)
         trainer = self._trainer(epochs, [*callbacks, RecalibrateBatchNorm(BN_RECALIBRATION_BATCHES)], limit,
-                                progress)
+                                progress, precision)
         with seeded(self.seed if seed is None else seed, self.deterministic), _quiet_lightning():
             trainer.fit(module, train_dataloaders=self.datamodule.train_dataloader())
+        if self.precision != "32":
+            module.fit_metrics["train/bf16"] = float(precision == "bf16-mixed")
         return module
+
+    def training_precision(self, model: nn.Module) -> str:
+        """The precision ``model`` trains in: :attr:`precision`, or with ``"auto"`` the faster one on this
+        CPU, timed once per network structure (the same architecture is not timed again)."""
+        if self.precision != "auto":
+            return self.precision
+        shape = getattr(self.datamodule, "input_shape", None)
+        if self.accelerator != "cpu" or shape is None:
+            return "32"
+        key = repr(model)
+        if key not in self._precision_choices:
+            batch_size = int(getattr(self.datamodule, "batch_size", 64))
+            classes = int(getattr(self.datamodule, "num_classes", 0) or 2)
+            choice, _ = choose_precision(model, tuple(int(v) for v in shape), classes, batch_size,
+                                         channels_last=bool(self.recipe["channels_last"]))
+            self._precision_choices[key] = choice
+            log.debug("trains in precision %s (timed)", choice)
+        return self._precision_choices[key]
 
     def validate_model(self, model: nn.Module, *, num_classes: int | None = None) -> dict[str, float]:
         """``val/acc`` and ``val/loss`` of ``model`` (plain or :class:`ClassificationModule`), as is."""
@@ -394,11 +424,13 @@ class TrainEvaluator(Evaluator):
         return ClassificationModule(model, int(classes), **recipe)
 
     def _trainer(self, max_epochs: int, callbacks: list[L.Callback] | None = None,
-                 limit_train_batches: float | None = None, progress: bool = False) -> L.Trainer:
+                 limit_train_batches: float | None = None, progress: bool = False,
+                 precision: str = "32") -> L.Trainer:
         with _quiet_lightning():
             return L.Trainer(
                 callbacks=callbacks,
                 accelerator=self.accelerator, devices=1, max_epochs=max_epochs, max_steps=self.max_steps,
+                precision=precision,  # type: ignore[arg-type]
                 limit_train_batches=self.limit_train_batches if limit_train_batches is None else limit_train_batches,
                 logger=False, enable_checkpointing=False,
                 enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
