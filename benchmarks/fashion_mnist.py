@@ -210,7 +210,7 @@ class BaselineJob:
     """
 
     def __init__(self, name: str, config_file: Path, folder: Path, nice: int = 0) -> None:
-        self.name, self.folder = name, folder
+        self.name, self.folder, self.nice = name, folder, nice
         out = folder / name
         out.mkdir(parents=True, exist_ok=True)
         (out / "figures.json").unlink(missing_ok=True)
@@ -437,6 +437,13 @@ def plan_final_epochs(epoch_cpu: dict[str, float], seconds: float, cores: int, c
     return EpochPlan(epochs, handover)
 
 
+def final_core_share(cores: int, baseline_nices: list[int]) -> float:
+    """The share of a core the searched model's final training (one thread at nice 0) gets beside one thread per
+    baseline worker at its nice, all still running (the scheduler's weights: 1.25x less per nice step)."""
+    weights = sum(1.25 ** -nice for nice in baseline_nices)
+    return min(1.0, cores / (1.0 + weights))
+
+
 def search_yields(cfg: DictConfig, nice: int) -> bool:
     """Lower the search workers' priority by ``nice`` (``executor.nice``; a process executor only), so that the
     baselines, work of a fixed size, get the cores first and the search, which ends at its deadline, takes
@@ -594,6 +601,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for name in names]
         if args.threads is None and (os.cpu_count() or 1) > 1:
             free_cores = UseFreeCores(jobs, os.cpu_count() or 1)
+        if cfg.budget.get("time"):
+            cfg.budget.final_core_share = final_core_share(os.cpu_count() or 1, [job.nice for job in jobs])
+            log.info("time plan: the final training expects %.2f of a core beside the baselines' workers",
+                     cfg.budget.final_core_share)
     try:
         experiment_started = time.perf_counter()
         summary = run(cfg, final_callbacks=[free_cores] if free_cores else [])

@@ -34,7 +34,7 @@ from lightning_nas.spaces.base import SearchSpace
 from lightning_nas.spaces.efficient_convnet import EfficientConvNetSpace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_spread import build_model, compose_config  # noqa: E402
+from seed_spread import build_model, compose_config
 
 SETTINGS = {  # name -> (data.batched, evaluator.channels_last, evaluator.precision)
     "per-image loader": (False, False, "32"),
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
     print("| network | setting | img per CPU s (median) | all rounds |\n|---|---|---|---|")
     for model, by_setting in speeds.items():
         for setting, values in by_setting.items():
-            print(f"| {model} | {setting} | {statistics.median(values):.0f} | {', '.join(f'{v:.0f}' for v in values)} |")
+            rounds = ", ".join(f"{v:.0f}" for v in values)
+            print(f"| {model} | {setting} | {statistics.median(values):.0f} | {rounds} |")
     return speeds
 
 

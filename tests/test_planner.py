@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -201,6 +202,38 @@ def test_a_cheaper_new_best_does_not_shrink_the_time_set_aside(monkeypatch: pyte
         strategy.num_told = index + 1
         budget.on_candidate_end(record, history)
     assert plan.epoch_seconds == 50.0 and plan.search_deadline == pytest.approx(plan.final_deadline - 4 * 50.0)
+
+
+def test_a_final_training_sharing_the_machine_gets_its_epochs_time_divided_by_its_share(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Beside other work (the flagship benchmark's baseline workers) a final epoch takes longer in wall time than
+    on a core of its own: the search leaves the timed epochs' time divided by ``final_core_share``."""
+    budget, strategy, _, space = _planned(3600.0, final_epochs=4, final_core_share=0.5)
+    plan = budget.plan
+    assert plan is not None
+    shared = plan.final_deadline - plan.search_deadline
+    alone_plan = _planned(3600.0, final_epochs=4)[0].plan
+    assert alone_plan is not None
+    assert shared > 1.5 * (alone_plan.final_deadline - alone_plan.search_deadline)  # the first plan, too
+    monkeypatch.setattr(TimeBudget, "_final_epoch_seconds", lambda self, space, arch, trainer, own_core=False:
+                        (30.0, 1.0))
+    budget.score = lambda result: result.metrics.get("search/val_acc", -math.inf)
+    history = History(None)
+    budget.on_search_start(space, history)
+    record = history.append(Architecture({"x": 0}), EvalResult("ok", {"search/val_acc": 0.5, "train/cpu_s": 5.0},
+                                                                duration_s=5.0))
+    strategy.num_told = 1
+    with caplog.at_level(logging.INFO, logger="lightning_nas.planner"):
+        budget.on_candidate_end(record, history)
+    assert plan.epoch_seconds == 30.0  # on a core of its own
+    assert plan.search_deadline == pytest.approx(plan.final_deadline - 4 * 30.0 / 0.5)
+    assert "a final epoch ~30 s on a core of its own (set aside: ~60 s at 0.50 of a core" in caplog.text
+
+
+@pytest.mark.parametrize("share", [0, 1.5, True, "half"])
+def test_final_core_share_is_checked(share: object) -> None:
+    with pytest.raises(ValueError, match=r"budget\.final_core_share must be in \(0, 1\]"):
+        TimeBudget(60.0, final_core_share=share)  # type: ignore[arg-type]
 
 
 def test_timing_a_final_epoch_on_one_thread_restores_the_threads() -> None:

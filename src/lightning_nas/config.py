@@ -348,6 +348,7 @@ class BudgetConfig:
     time: str | None = None  # the whole run's wall time ("60min", "90s", "1.5h"); the run plans itself to fit
     final_fraction: float = 0.4  # share of budget.time for the final training when its epochs are planned
     final_epochs: int | None = None  # fixed final epochs under budget.time (the search gets the rest)
+    final_core_share: float = 1.0  # share of a core the final training expects beside other work (1: its own)
 
 
 # --- evaluators -------------------------------------------------------------------------------

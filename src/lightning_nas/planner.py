@@ -132,16 +132,23 @@ class TimeBudget:
         started: ``time.perf_counter()`` at the start of the run (default: now).
         final_fraction: share of the budget left to the final training when its epochs are chosen.
         final_epochs: a fixed number of final epochs (the search gets what is left), or None.
+        final_core_share: the share of a core the final training expects, where other work shares the
+            machine (``budget.final_core_share``; 1: a core of its own): with fixed final epochs, the search
+            sets aside their time on a core of its own divided by it.
         reserve_s: seconds kept for what follows the final training (test, export, reports).
         overhead: wall time of a real fit per second of pure compute (data, Lightning, metrics).
         max_final_epochs: the most final epochs the planner chooses.
     """
 
     def __init__(self, total_s: float, started: float | None = None, *, final_fraction: float = 0.4,
-                 final_epochs: int | None = None, reserve_s: float = 0.0, overhead: float = 1.3,
-                 max_final_epochs: int = 300) -> None:
+                 final_epochs: int | None = None, final_core_share: float = 1.0, reserve_s: float = 0.0,
+                 overhead: float = 1.3, max_final_epochs: int = 300) -> None:
         if not 0 < final_fraction < 1:
             raise ValueError(f"budget.final_fraction must be in (0, 1), got {final_fraction!r}")
+        if isinstance(final_core_share, bool) or not isinstance(final_core_share, int | float) \
+                or not 0 < final_core_share <= 1:
+            raise ValueError(f"budget.final_core_share must be in (0, 1], got {final_core_share!r}")
+        self.final_core_share = float(final_core_share)
         if final_epochs is not None and (not isinstance(final_epochs, int) or final_epochs < 1):
             raise ValueError(f"budget.final_epochs must be None or an int >= 1, got {final_epochs!r}")
         self.total_s, self.final_fraction, self.fixed_epochs = float(total_s), float(final_fraction), final_epochs
@@ -193,9 +200,10 @@ class TimeBudget:
         candidate_s += val_n / (EVAL_SPEEDUP * img_s)
         epoch_s = self.overhead * _images(trainer.final_limit_train_batches, train_n, batch) / img_s
         final_end = self.end - self.reserve_s
+        shared_epoch_s = epoch_s / self.final_core_share  # in wall time, beside the other work on the machine
         epochs = self.fixed_epochs or self._epochs_for(self.final_fraction * (final_end - time.perf_counter()),
-                                                       epoch_s)
-        search_deadline = final_end - epochs * epoch_s - val_n / (EVAL_SPEEDUP * img_s)
+                                                       shared_epoch_s)
+        search_deadline = final_end - epochs * shared_epoch_s - val_n / (EVAL_SPEEDUP * img_s)
         search_s = max(0.0, search_deadline - time.perf_counter())
         evaluations = max(1, math.floor(search_s * max(1, workers) / candidate_s))
         if search_s < candidate_s:
@@ -349,8 +357,10 @@ class TimeBudget:
             log.warning("time budget: timing the final epoch of %s failed (%s)", record.arch.digest(), error)
             return
         self._reserved_epoch_s = max(epoch_s, self._reserved_epoch_s or 0.0)
-        log.info("time budget: new best %s: a final epoch ~%.0f s on a core of its own (set aside: ~%.0f s, the "
-                 "costliest best so far)", record.arch.digest(), epoch_s, self._reserved_epoch_s)
+        share = f" at {self.final_core_share:.2f} of a core" if self.final_core_share < 1 else ""
+        log.info("time budget: new best %s: a final epoch ~%.0f s on a core of its own (set aside: ~%.0f s%s, the "
+                 "costliest best so far)", record.arch.digest(), epoch_s,
+                 self._reserved_epoch_s / self.final_core_share, share)
 
     def _replan_search(self, plan: Plan) -> None:
         """Move the search deadline to the final epochs' cost: the costliest timed final epoch of the bests so
@@ -360,7 +370,7 @@ class TimeBudget:
         epoch_s = candidate_s * plan.epoch_seconds / plan.candidate_seconds
         if self._reserved_epoch_s is not None:
             epoch_s = self._reserved_epoch_s
-        deadline = plan.final_deadline - plan.final_epochs * epoch_s
+        deadline = plan.final_deadline - plan.final_epochs * epoch_s / self.final_core_share
         if abs(deadline - plan.search_deadline) > 1.0:
             log.debug("time budget: a final epoch ~%.0f s at the search's pace; the search deadline moves by %+.0f s",
                       epoch_s, deadline - plan.search_deadline)
@@ -426,7 +436,8 @@ def time_budget_from_config(budget: Any, started: float, export_top_k: int = 0) 
     reserve = max(0.03 * total, MIN_RESERVE_SECONDS) + EXPORT_SECONDS * max(0, int(export_top_k))
     final_epochs = budget.get("final_epochs")
     return TimeBudget(total, started, final_fraction=float(budget.get("final_fraction", 0.4)),
-                      final_epochs=None if final_epochs is None else int(final_epochs), reserve_s=reserve)
+                      final_epochs=None if final_epochs is None else int(final_epochs),
+                      final_core_share=float(budget.get("final_core_share", 1.0)), reserve_s=reserve)
 
 
 def train_evaluator(evaluator: Any) -> TrainEvaluator | None:

@@ -259,3 +259,10 @@ def test_each_row_says_the_precision_it_trained_in(bench: ModuleType) -> None:
     text = bench.format_results([searched, baseline], {"total": 1.0}, 31)
     assert "| epochs | precision |" in text
     assert "| 31 | bfloat16 autocast | " in text and "| 31 | float32 | " in text
+
+
+def test_the_final_training_s_core_share_follows_the_baselines_priorities(bench: ModuleType) -> None:
+    # one thread at nice 0 beside MobileNetV3-Small at nice 0 and two baselines at nice 5, on two cores
+    assert bench.final_core_share(2, [5, 0, 5]) == pytest.approx(2 / (2 + 2 * 1.25 ** -5))
+    assert bench.final_core_share(2, [0]) == 1.0 and bench.final_core_share(1, [0]) == 0.5
+    assert bench.final_core_share(4, []) == 1.0
