@@ -29,7 +29,8 @@ def test_tau_is_reported_and_workers_do_not_change_scores(bench: ModuleType, tmp
     data = write_fashion(tmp_path / "fashion", n_train=300, n_test=40)
     common = ["--archs", "3", "--epochs", "1", "--max-val-samples", "60", "--reference-train-samples", "120",
               "--proxy", "1x50%=evaluator.max_epochs=1,evaluator.limit_train_batches=0.5",
-              "--", f"data.data_dir={data}", "data.batch_size=32", "evaluator.latency_repeats=1"]
+              "--", f"data.data_dir={data}", "data.batch_size=32", "evaluator.latency_repeats=1",
+              "evaluator.precision=32"]  # scores compared across processes: no timed precision choice
     serial = bench.main(["--jobs", "1", "--output", str(tmp_path / "serial"), *common])
     parallel = bench.main(["--jobs", "2", "--output", str(tmp_path / "parallel"), *common])
     assert serial["reference_train_samples"] == 120 and len(serial["reference"]) == 3
@@ -41,8 +42,8 @@ def test_tau_is_reported_and_workers_do_not_change_scores(bench: ModuleType, tmp
     assert saved["archs"] == serial["archs"]
     # a new proxy against the recorded reference: the reference is not trained again; rungs continue a checkpoint
     reused = bench.main(["--jobs", "1", "--output", str(tmp_path / "reused"), "--reference",
-                         str(tmp_path / "serial" / "ranking_fidelity.json"), *common[:-6],
-                         "--proxy", "rungs 1 -> 2=evaluator.limit_train_batches=0.5,rungs=1/2", *common[-4:]])
+                         str(tmp_path / "serial" / "ranking_fidelity.json"), *common[:-7],
+                         "--proxy", "rungs 1 -> 2=evaluator.limit_train_batches=0.5,rungs=1/2", *common[-5:]])
     assert reused["reference"] == serial["reference"] and reused["reference_cpu_s"] == serial["reference_cpu_s"]
     assert len(reused["proxies"]["rungs 1 -> 2"]["scores"]) == 3
 

@@ -20,7 +20,7 @@ def test_every_seed_is_trained_and_summarised(bench: ModuleType, tmp_path: Path)
     data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
     out = tmp_path / "spread.json"
     result = bench.main(["--model", "two_conv_cnn", "--quick", "--seeds", "2", "--epochs", "1", "--jobs", "1",
-                         "--output", str(out), f"data.data_dir={data}"])
+                         "--output", str(out), f"data.data_dir={data}", "evaluator.precision=32"])
     assert [run["seed"] for run in result["runs"]] == [0, 1]
     accs = [run["test_acc"] for run in result["runs"]]
     assert all(0.0 <= a <= 1.0 for a in accs)
@@ -28,7 +28,7 @@ def test_every_seed_is_trained_and_summarised(bench: ModuleType, tmp_path: Path)
     assert json.loads(out.read_text())["std"] == pytest.approx(result["std"])
     threads = torch.get_num_threads()
     more = bench.main(["--model", "two_conv_cnn", "--quick", "--seeds", "1", "--first-seed", "1", "--epochs", "1",
-                       "--jobs", "1", f"data.data_dir={data}"])
+                       "--jobs", "1", f"data.data_dir={data}", "evaluator.precision=32"])
     assert torch.get_num_threads() == threads  # in this process the seed trained on one thread; restored after
     assert [run["seed"] for run in more["runs"]] == [1] and more["runs"][0] == result["runs"][1] | {
         "seconds": more["runs"][0]["seconds"], "cpu_seconds": more["runs"][0]["cpu_seconds"]}
@@ -40,12 +40,12 @@ def test_an_arch_json_of_the_presets_space_is_trained(bench: ModuleType, tmp_pat
     from lightning_nas.config import build_node
 
     data = write_fashion(tmp_path / "fashion", n_train=400, n_test=80)
-    cfg = bench.compose_config("fashion_mnist", True, [f"data.data_dir={data}"])
+    cfg = bench.compose_config("fashion_mnist", True, [f"data.data_dir={data}", "evaluator.precision=32"])
     space = build_node(cfg, "search_space", input_shape=(1, 28, 28), num_classes=10)
     arch_file = tmp_path / "arch.json"
     space.sample(np.random.default_rng(0)).save(arch_file)
     result = bench.main(["--model", str(arch_file), "--quick", "--seeds", "1", "--epochs", "1", "--jobs", "1",
-                         f"data.data_dir={data}"])
+                         f"data.data_dir={data}", "evaluator.precision=32"])
     assert len(result["runs"]) == 1 and 0.0 <= result["runs"][0]["test_acc"] <= 1.0
 
 
@@ -54,7 +54,7 @@ def test_an_arch_json_of_another_space_is_refused(bench: ModuleType, tmp_path: P
     arch_file = tmp_path / "arch.json"
     arch_file.write_text('{"no_such_decision": 3}')
     with pytest.raises(SystemExit, match="not an architecture of the preset's search space"):
-        bench.main(["--model", str(arch_file), "--quick", f"data.data_dir={data}"])
+        bench.main(["--model", str(arch_file), "--quick", f"data.data_dir={data}", "evaluator.precision=32"])
 
 
 def test_summary_of_one_run_has_no_spread(bench: ModuleType) -> None:
