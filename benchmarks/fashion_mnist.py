@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_nas.baselines import BASELINES, build_baseline
 from lightning_nas.cli_errors import compose_or_fail
 from lightning_nas.config import ConfigError, build_node
+from lightning_nas.evaluators.precision import cpu_has_native_bf16, faster_precision, validate_precision
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
 from lightning_nas.export.profiler import profile_pte
@@ -150,14 +151,17 @@ def train_baseline(name: str, evaluator: TrainEvaluator, input_shape: tuple[int,
     return figures
 
 
-def baseline_worker(name: str, config_file: Path, folder: Path, nice: int = 0) -> None:
-    """Entry point of one baseline's worker process: train ``name`` on one thread, as ``config_file`` says,
-    ``nice`` steps below the normal priority; on every core once the benchmark asks (:class:`TakeCores`)."""
+def baseline_worker(name: str, config_file: Path, folder: Path, nice: int = 0, precision: str | None = None) -> None:
+    """Entry point of one baseline's worker process: train ``name`` on one thread, as ``config_file`` says
+    (in ``precision`` when given: the choice the benchmark's planning made), ``nice`` steps below the normal
+    priority; on every core once the benchmark asks (:class:`TakeCores`)."""
     if nice:
         os.nice(nice)
     torch.set_num_threads(1)
     cfg = OmegaConf.load(config_file)
     assert isinstance(cfg, DictConfig)
+    if precision is not None:
+        cfg.evaluator.precision = precision
     datamodule = build_node(cfg, "data")
     evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
     evaluator.final_callbacks = [*evaluator.final_callbacks, TakeCores(folder / name / TakeCores.REQUEST_FILE)]
@@ -201,6 +205,13 @@ class TakeCores(SwitchThreads):
         return int(self.request.read_text()) if self.request.is_file() else None
 
 
+def worker_command(name: str, config_file: Path, folder: Path, nice: int, precision: str | None) -> list[str]:
+    """The command line of baseline ``name``'s worker process (see :func:`baseline_worker`)."""
+    return [sys.executable, str(Path(__file__).resolve()), "--baseline-worker", name,
+            "--worker-config", str(config_file), "--output", str(folder), "--worker-nice", str(nice),
+            *(["--worker-precision", precision] if precision else [])]
+
+
 class BaselineJob:
     """A baseline training in a worker process (``python fashion_mnist.py --baseline-worker NAME``), started
     by the constructor.
@@ -209,8 +220,9 @@ class BaselineJob:
     someone asked for its result.
     """
 
-    def __init__(self, name: str, config_file: Path, folder: Path, nice: int = 0) -> None:
-        self.name, self.folder, self.nice = name, folder, nice
+    def __init__(self, name: str, config_file: Path, folder: Path, nice: int = 0,
+                 precision: str | None = None) -> None:
+        self.name, self.folder, self.nice, self.precision = name, folder, nice, precision
         out = folder / name
         out.mkdir(parents=True, exist_ok=True)
         (out / "figures.json").unlink(missing_ok=True)
@@ -218,8 +230,7 @@ class BaselineJob:
         self.cores_taken_at: float | None = None
         """Seconds after its start when the worker was asked to train on every core (None: never)."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        command = [sys.executable, str(Path(__file__).resolve()), "--baseline-worker", name,
-                   "--worker-config", str(config_file), "--output", str(folder), "--worker-nice", str(nice)]
+        command = worker_command(name, config_file, folder, nice, precision)
         self.started = time.perf_counter()
         self.ended: float | None = None
         self.cpu_seconds: float | None = None
@@ -360,42 +371,63 @@ def searched_figures(summary: dict[str, Any], configured_limit: object = 1.0) ->
                         precision="bf16-mixed" if metrics.get("train/bf16") else "32")
 
 
+@dataclass
+class BaselineSpeeds:
+    """What :func:`measure_baselines` measured."""
+
+    epoch_cpu: dict[str, float]
+    """CPU seconds of one final epoch of each baseline on one thread."""
+    speedup: float
+    """How many times faster the slowest baseline trains on every core than on one (at least 1)."""
+    precisions: dict[str, str]
+    """The precision each baseline trains in (``evaluator.precision``; with ``auto``, the faster one as timed
+    here, once, so that its worker does not decide again beside other work)."""
+
+
 def measure_baselines(cfg: DictConfig, names: list[str], cores: int, extra_s: float = BASELINE_EPOCH_EXTRA_S,
-                      rounds: int = 2) -> tuple[dict[str, float], float]:
-    """CPU seconds of one final epoch of each baseline on one thread, and how many times faster the slowest
-    trains on ``cores`` threads than on one (at least 1).
+                      rounds: int = 2) -> BaselineSpeeds:
+    """Time one final epoch of each baseline on one thread, and how many times faster the slowest trains on
+    ``cores`` threads than on one.
 
     An epoch: the training images over the measured throughput (a few steps on random data, the best of
     ``rounds`` rounds over all baselines, so that the first model measured does not carry the process's
-    one-time costs) plus ``extra_s``.
+    one-time costs) plus ``extra_s``. With ``evaluator.precision=auto`` each baseline is timed in both
+    precisions (on a CPU with native bfloat16) and keeps the faster, as
+    :func:`~lightning_nas.evaluators.precision.faster_precision` decides.
     """
     datamodule = build_node(cfg, "data")
     datamodule.setup("fit")
     shape, classes = tuple(datamodule.input_shape), int(datamodule.num_classes)
     images = len(datamodule.train_dataset) * float(cfg.evaluator.final_limit_train_batches or 1.0)
     models = {name: build_baseline(name, shape, classes) for name in names}
+    configured = validate_precision(cfg.evaluator.get("precision", "32"))
+    timed = (["32", "bf16-mixed"] if configured == "auto" and cpu_has_native_bf16()
+             else ["32" if configured == "auto" else configured])
 
-    def img_s(model: torch.nn.Module, threads: int) -> float:
+    def img_s(model: torch.nn.Module, threads: int, precision: str) -> float:
         with torch_threads(threads):
             return measure_throughput(model, shape, classes, datamodule.batch_size, steps=8,
-                                      channels_last=bool(cfg.evaluator.get("channels_last")),
-                                      precision=str(cfg.evaluator.get("precision", "32")))
+                                      channels_last=bool(cfg.evaluator.get("channels_last")), precision=precision)
 
-    best: dict[str, float] = {}
+    speeds: dict[tuple[str, str], float] = {}
     for _ in range(rounds):
         for name, model in models.items():
-            best[name] = max(best.get(name, 0.0), img_s(model, 1))
-    epoch_cpu = {name: images / speed + extra_s for name, speed in best.items()}
-    for name, speed in best.items():
-        log.info("time plan: %s trains ~%.0f img/s on one thread: ~%.0f CPU s per epoch", name, speed,
+            for precision in timed:
+                speeds[name, precision] = max(speeds.get((name, precision), 0.0), img_s(model, 1, precision))
+    precisions = {name: faster_precision(speeds[name, "32"], speeds.get((name, "bf16-mixed")))
+                  if configured == "auto" else timed[0] for name in names}
+    epoch_cpu = {name: images / speeds[name, precisions[name]] + extra_s for name in names}
+    for name in names:
+        log.info("time plan: %s trains ~%.0f img/s on one thread in %s: ~%.0f CPU s per epoch", name,
+                 speeds[name, precisions[name]], PRECISION_NAMES.get(precisions[name], precisions[name]),
                  epoch_cpu[name])
     slowest = max(epoch_cpu, key=epoch_cpu.__getitem__)
     speedup = 1.0
     if cores > 1:
-        one = img_s(models[slowest], 1)
-        speedup = max(1.0, img_s(models[slowest], cores) / one)
+        one = img_s(models[slowest], 1, precisions[slowest])
+        speedup = max(1.0, img_s(models[slowest], cores, precisions[slowest]) / one)
         log.info("time plan: %s trains %.2fx as fast on %d threads", slowest, speedup, cores)
-    return epoch_cpu, speedup
+    return BaselineSpeeds(epoch_cpu, speedup, precisions)
 
 
 @dataclass
@@ -464,31 +496,32 @@ def competing_threads(cfg: DictConfig, names: list[str], search_yielding: bool, 
 
 
 def plan_benchmark_time(cfg: DictConfig, names: list[str], started: float, parallel: bool,
-                        competing: int = 1) -> dict[str, float]:
+                        competing: int = 1) -> BaselineSpeeds:
     """Fit the whole benchmark in ``budget.time``: one final-epoch count for every network, so that the
     slowest baseline fits beside ``competing`` threads of its priority and then on every core
     (:func:`plan_final_epochs`), and the time until that hand-over to the experiment, which plans its
-    search. Returns each baseline's CPU seconds per epoch, measured also when ``budget.final_epochs`` fixes the
-    epochs (the experiment then has all the time left), so that the slowest baseline keeps its priority."""
+    search. Returns what :func:`measure_baselines` measured (also when ``budget.final_epochs`` fixes the
+    epochs, the experiment then having all the time left, so that the slowest baseline keeps its priority and
+    every baseline trains in the precision chosen here); nothing measured without baselines."""
     total = parse_duration(cfg.budget.time)
     assert total is not None
     if names and not parallel:
         raise SystemExit("budget.time needs the baselines in parallel workers (drop --sequential-baselines)")
-    epoch_cpu: dict[str, float] = {}
+    measured = BaselineSpeeds({}, 1.0, {})
     left = total - (time.perf_counter() - started)
     if names:
         epochs = cfg.budget.get("final_epochs")
         cores = os.cpu_count() or 1
-        epoch_cpu, speedup = measure_baselines(cfg, names, cores if not epochs else 1)
+        measured = measure_baselines(cfg, names, cores if not epochs else 1)
         left = total - (time.perf_counter() - started)
         if not epochs:
-            plan = plan_final_epochs(epoch_cpu, left, cores, competing, speedup)
+            plan = plan_final_epochs(measured.epoch_cpu, left, cores, competing, measured.speedup)
             epochs, left = plan.epochs, plan.handover_s
         cfg.budget.final_epochs, cfg.evaluator.final_max_epochs = epochs, epochs
         log.info("time plan: every network trains %d final epochs", epochs)
     cfg.budget.time = f"{left:.0f}s"
     log.info("time plan: %s of budget.time for the experiment", format_seconds(left))
-    return epoch_cpu
+    return measured
 
 
 def images_share(limit: object, configured: object) -> float:
@@ -559,11 +592,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--latency-repeats", type=int, default=50, help="timed ExecuTorch runs per model")
     parser.add_argument("--baseline-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-config", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-precision", default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides after --")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.baseline_worker:  # one baseline's worker process, started by BaselineJob
-        baseline_worker(args.baseline_worker, args.worker_config, args.output, args.worker_nice)
+        baseline_worker(args.baseline_worker, args.worker_config, args.output, args.worker_nice,
+                        args.worker_precision)
         return {}
     if not 0 <= args.search_nice <= 19:
         parser.error(f"--search-nice must be from 0 to 19, got {args.search_nice}")
@@ -588,7 +623,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     yielding = parallel and search_yields(cfg, args.search_nice)
     baseline_nice = args.search_nice // 2 if yielding else 0  # for every baseline but the slowest
     competing = competing_threads(cfg, names, yielding, baseline_nice > 0)
-    epoch_cpu = plan_benchmark_time(cfg, names, started, parallel, competing) if cfg.budget.get("time") else {}
+    measured = (plan_benchmark_time(cfg, names, started, parallel, competing) if cfg.budget.get("time")
+                else BaselineSpeeds({}, 1.0, {}))
+    epoch_cpu = measured.epoch_cpu
     slowest = max(epoch_cpu, key=epoch_cpu.__getitem__) if epoch_cpu else None
     jobs: list[BaselineJob] = []
     free_cores: UseFreeCores | None = None
@@ -597,7 +634,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config_file = baselines_dir / "config.yaml"
         config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
         jobs = [BaselineJob(name, config_file, baselines_dir,
-                            nice=baseline_nice if slowest not in (None, name) else 0)
+                            nice=baseline_nice if slowest not in (None, name) else 0,
+                            precision=measured.precisions.get(name))
                 for name in names]
         if args.threads is None and (os.cpu_count() or 1) > 1:
             free_cores = UseFreeCores(jobs, os.cpu_count() or 1)

@@ -15,9 +15,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from torch import nn
 
+from lightning_nas import planner as planner_module
 from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.config import ConfigError, register_configs
 from lightning_nas.data import DigitsDataModule
+from lightning_nas.evaluators import precision as precision_module
 from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.planner import (
     FINAL_EPOCH_MARGIN,
@@ -29,8 +31,8 @@ from lightning_nas.planner import (
     parse_duration,
     time_budget_from_config,
 )
-from lightning_nas.results.history import History
-from lightning_nas.run import run
+from lightning_nas.results.history import History, Record
+from lightning_nas.run import keep_search_precision, run
 from lightning_nas.spaces.efficient_convnet import EfficientConvNetSpace
 from lightning_nas.strategies.random_search import RandomSearch
 
@@ -439,3 +441,36 @@ def test_run_keeps_within_ten_percent_of_budget_time(tmp_path: Path) -> None:
     assert 0 < summary["final_limit_train_batches"] <= 1.0  # and the share of each epoch it kept
     assert 0 <= summary["final_epochs_trained"] <= summary["final_epochs"]  # 0: stopped inside the first
     assert summary["final_stopped_by_deadline"] is (summary["final_epochs_trained"] < summary["final_epochs"])
+
+
+def test_the_plan_times_candidates_in_the_precision_their_fits_will_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed: list[str] = []
+
+    def speed(*args: object, precision: str = "32", **kwargs: object) -> float:
+        timed.append(precision)
+        return {"32": 1000.0, "bf16-mixed": 2000.0}[precision]
+
+    monkeypatch.setattr(precision_module, "training_speed", speed)
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(planner_module, "training_speed", speed)
+    data = DigitsDataModule(max_train_samples=200, max_val_samples=60)
+    evaluator = TrainEvaluator(data, max_epochs=1, latency_repeats=1, precision="auto")
+    space = EfficientConvNetSpace((1, 8, 8), 10, width_multipliers=[0.5], depth_multipliers=[0.5],
+                                  kernel_sizes=[3], expansions=[1], se_ratios=[0.0])
+    assert TimeBudget(600.0).plan_search(space, evaluator, RandomSearch(num_samples=1000)) is not None
+    # each structure's choice is the evaluator's (3 timings, once per structure), and each of the 3 sampled
+    # candidates' speed is timed in it
+    structures = len(evaluator._precision_choices)
+    assert set(evaluator._precision_choices.values()) == {"bf16-mixed"} and 1 <= structures <= 3
+    assert timed.count("32") == 2 * structures and len(timed) == 3 * structures + 3 and timed[-1] == "bf16-mixed"
+
+
+def test_the_final_training_keeps_the_precision_the_search_fit_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision_module, "training_speed", lambda *a, **k: pytest.fail("timed again"))
+    data = DigitsDataModule(max_train_samples=64, max_val_samples=32, batch_size=32)
+    evaluator = TrainEvaluator(data, max_epochs=1, latency_repeats=1, precision="auto")
+    space = EfficientConvNetSpace((1, 8, 8), 10, width_multipliers=[0.5], depth_multipliers=[0.5])
+    arch = space.sample(np.random.default_rng(1))
+    best = Record(0, arch, EvalResult("ok", {"search/val_acc": 0.5, "train/bf16": 1.0}), 0.0, {})
+    keep_search_precision(SimpleNamespace(evaluator=evaluator, space=space), best)
+    assert evaluator.training_precision(evaluator.build(space, arch)) == "bf16-mixed"

@@ -284,9 +284,10 @@ class TimeBudget:
         return min(wall, time.process_time() - cpu_started) if own_core else wall
 
     def _speed(self, model: nn.Module, space: SearchSpace, evaluator: TrainEvaluator) -> float:
+        # the precision its fits will train in (with "auto", chosen once per structure by the evaluator)
         return measure_throughput(model, tuple(space.input_shape), space.num_classes, _split_sizes(evaluator)[2],
                                   channels_last=bool(evaluator.recipe.get("channels_last")),
-                                  precision=evaluator.precision)
+                                  precision=evaluator.training_precision(model))
 
     def _epochs_for(self, seconds: float, epoch_s: float, rounding: Any = math.floor) -> int:
         return int(min(self.max_final_epochs, max(1, rounding(seconds / epoch_s))))

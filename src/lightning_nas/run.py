@@ -42,7 +42,7 @@ from lightning_nas.results import strict_json
 from lightning_nas.results.failures import best_or_fail
 from lightning_nas.results.final_model import load_final_weights, save_final_model
 from lightning_nas.results.fingerprint import run_fingerprint
-from lightning_nas.results.history import History
+from lightning_nas.results.history import History, Record
 from lightning_nas.results.report import constraint_report, format_constraints, summary_table, top_records
 from lightning_nas.search import run_search
 from lightning_nas.strategies.base import SearchContext, SearchMethod, Strategy
@@ -267,6 +267,17 @@ def _report(cfg: DictConfig, context: SearchContext, summary: dict[str, Any]) ->
     print(table, flush=True)  # the run's result for the person at the terminal
 
 
+def keep_search_precision(context: Any, best: Record) -> None:
+    """The final training of ``best`` trains in the precision its search fit trained in (recorded as
+    ``train/bf16`` with ``evaluator.precision=auto``), not in one timed again in this process."""
+    trainer = train_evaluator(context.evaluator)
+    metrics = best.result.metrics
+    if trainer is None or trainer.precision != "auto" or "train/bf16" not in metrics:
+        return
+    precision = "bf16-mixed" if metrics["train/bf16"] else "32"
+    trainer.remember_precision(trainer.build(context.space, best.arch), precision)
+
+
 def run(cfg: DictConfig, final_callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     """Run the search ``cfg`` describes; write history, best architecture and summary; return the summary.
 
@@ -286,6 +297,8 @@ def run(cfg: DictConfig, final_callbacks: Sequence[L.Callback] = ()) -> dict[str
     best = best_or_fail(context.history, context.score)
     best.arch.save(output_dir / "best" / "arch.json")
     final_cpu_started, final_epochs = time.process_time(), None
+    if cfg.final_training:
+        keep_search_precision(context, best)
     if cfg.final_training and time_budget is not None:  # final epochs from the chosen network's throughput
         final_epochs = time_budget.plan_final(context.space, best.arch, context.evaluator)
     if final_callbacks:

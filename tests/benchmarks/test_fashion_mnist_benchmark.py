@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lightning_nas.baselines import BASELINES, build_baseline
+from lightning_nas.evaluators import precision as precision_module
 from lightning_nas.hardware.profile import count_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -116,15 +117,16 @@ def test_final_epochs_follow_the_slowest_baseline_and_the_hand_over(bench: Modul
 def test_fixed_final_epochs_still_measure_the_baselines(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     measured: list[int] = []
 
-    def measure(cfg: object, names: list[str], cores: int) -> tuple[dict[str, float], float]:
+    def measure(cfg: object, names: list[str], cores: int) -> object:
         measured.append(cores)
-        return {"slow": 100.0, "fast": 20.0}, 1.0
+        return bench.BaselineSpeeds({"slow": 100.0, "fast": 20.0}, 1.0, {"slow": "32", "fast": "bf16-mixed"})
 
     monkeypatch.setattr(bench, "measure_baselines", measure)
     cfg = OmegaConf.create({"budget": {"time": "3000s", "final_epochs": 12}, "evaluator": {"final_max_epochs": 10}})
-    epoch_cpu = bench.plan_benchmark_time(cfg, ["slow", "fast"], time.perf_counter(), parallel=True)
+    speeds = bench.plan_benchmark_time(cfg, ["slow", "fast"], time.perf_counter(), parallel=True)
     # the slowest is known (it keeps its priority), the epochs stay fixed and the experiment has all the time
-    assert epoch_cpu == {"slow": 100.0, "fast": 20.0} and measured == [1]
+    assert speeds.epoch_cpu == {"slow": 100.0, "fast": 20.0} and measured == [1]
+    assert speeds.precisions == {"slow": "32", "fast": "bf16-mixed"}
     assert cfg.budget.final_epochs == cfg.evaluator.final_max_epochs == 12
     assert 2990 <= float(cfg.budget.time.rstrip("s")) <= 3000
 
@@ -266,3 +268,46 @@ def test_the_final_training_s_core_share_follows_the_baselines_priorities(bench:
     assert bench.final_core_share(2, [5, 0, 5]) == pytest.approx(2 / (2 + 2 * 1.25 ** -5))
     assert bench.final_core_share(2, [0]) == 1.0 and bench.final_core_share(1, [0]) == 0.5
     assert bench.final_core_share(4, []) == 1.0
+
+
+@pytest.mark.parametrize("configured", ["auto", "32", "bf16-mixed"])
+def test_baselines_precisions_are_chosen_once_in_planning(bench: ModuleType, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, configured: str) -> None:
+    data = write_fashion(tmp_path / "fashion", n_train=200, n_test=40)
+    cfg = bench.compose_config("fashion_mnist", tmp_path / "out", True, str(data),
+                               [f"evaluator.precision={configured}"])
+    timed: list[tuple[str, str]] = []
+    speed = {("two_conv_cnn", "32"): 1000.0, ("two_conv_cnn", "bf16-mixed"): 1500.0,
+             ("resnet_small", "32"): 1000.0, ("resnet_small", "bf16-mixed"): 1050.0}
+
+    def throughput(model: torch.nn.Module, *args: object, precision: str = "32", **kwargs: object) -> float:
+        name = "two_conv_cnn" if count_params(model) < 100_000 else "resnet_small"
+        timed.append((name, precision))
+        return speed[name, precision]
+
+    monkeypatch.setattr(bench, "measure_throughput", throughput)
+    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: True)
+    measured = bench.measure_baselines(cfg, ["two_conv_cnn", "resnet_small"], cores=1, extra_s=0.0)
+    expected = ({"two_conv_cnn": "bf16-mixed", "resnet_small": "32"} if configured == "auto"
+                else dict.fromkeys(["two_conv_cnn", "resnet_small"], configured))
+    assert measured.precisions == expected and all(p != "auto" for _, p in timed)
+    # an epoch: the images over the chosen precision's speed
+    assert measured.epoch_cpu["two_conv_cnn"] / measured.epoch_cpu["resnet_small"] == pytest.approx(
+        speed["resnet_small", expected["resnet_small"]] / speed["two_conv_cnn", expected["two_conv_cnn"]])
+
+
+def test_a_baseline_worker_trains_in_the_precision_it_is_given(bench: ModuleType, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               one_thread: None) -> None:
+    data = write_fashion(tmp_path / "fashion", n_train=200, n_test=40)
+    cfg = bench.compose_config("fashion_mnist", tmp_path / "out", True, str(data),
+                               ["evaluator.precision=auto", "evaluator.final_max_epochs=1"])
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    monkeypatch.setattr(precision_module, "training_speed", lambda *a, **k: pytest.fail("timed in the worker"))
+    bench.baseline_worker("two_conv_cnn", config_file, tmp_path / "baselines", precision="bf16-mixed")
+    figures = json.loads((tmp_path / "baselines" / "two_conv_cnn" / "figures.json").read_text())
+    assert figures["precision"] == "bf16-mixed" and figures["epochs"] == 1
+    command = bench.worker_command("two_conv_cnn", config_file, tmp_path, 5, "bf16-mixed")  # what a job starts
+    assert command[command.index("--worker-precision") + 1] == "bf16-mixed"
+    assert "--worker-precision" not in bench.worker_command("two_conv_cnn", config_file, tmp_path, 5, None)

@@ -8,7 +8,7 @@ from torch import nn
 
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.evaluators import precision as precision_module
-from lightning_nas.evaluators.precision import choose_precision, training_speed, validate_precision
+from lightning_nas.evaluators.precision import choose_precision, faster_precision, training_speed, validate_precision
 from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.planner import measure_throughput
 
@@ -94,3 +94,24 @@ def test_auto_times_each_network_structure_once(monkeypatch: pytest.MonkeyPatch)
     assert evaluator.training_precision(other) == "bf16-mixed" and len(timed) == 6
     evaluator.accelerator = "gpu"
     assert evaluator.training_precision(nn.Linear(64, 10)) == "32" and len(timed) == 6
+
+
+def test_bfloat16_is_kept_only_at_the_minimum_speedup() -> None:
+    assert faster_precision(1000.0, 1100.0) == "bf16-mixed"
+    assert faster_precision(1000.0, 1099.0) == "32"
+    assert faster_precision(1000.0, None) == "32"
+
+
+def test_a_remembered_choice_is_not_timed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed = fake_speeds(monkeypatch, {"32": 1000.0, "bf16-mixed": 2000.0})
+    evaluator = TrainEvaluator(digits(), max_epochs=1, precision="auto", latency_repeats=1)
+    evaluator.remember_precision(small_cnn(), "32")  # decided elsewhere: float32, though bfloat16 times faster
+    assert evaluator.fit_model(small_cnn(), 1, num_classes=10).fit_metrics["train/bf16"] == 0.0
+    assert timed == []
+    with pytest.raises(ValueError, match="'32' or 'bf16-mixed'"):
+        evaluator.remember_precision(small_cnn(), "auto")
+    with pytest.raises(ValueError, match=r"precision must be one of .*got '16'"):
+        evaluator.remember_precision(small_cnn(), "16")
+    fixed = TrainEvaluator(digits(), max_epochs=1, precision="32", latency_repeats=1)
+    fixed.remember_precision(small_cnn(), "bf16-mixed")  # a fixed precision is not overridden
+    assert fixed.training_precision(small_cnn()) == "32"

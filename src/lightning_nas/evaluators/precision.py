@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BF16_MIN_SPEEDUP", "PRECISIONS", "choose_precision", "cpu_has_native_bf16", "training_speed",
-           "validate_precision"]
+__all__ = ["BF16_MIN_SPEEDUP", "PRECISIONS", "choose_precision", "cpu_has_native_bf16", "faster_precision",
+           "training_speed", "validate_precision"]
 
 PRECISIONS = ("32", "bf16-mixed", "auto")
 """``evaluator.precision`` values: float32, bfloat16 autocast, or the faster of the two per network."""
@@ -39,6 +39,12 @@ def cpu_has_native_bf16() -> bool:
         return bool(check()) if check is not None else False
     except (RuntimeError, AttributeError):
         return False
+
+
+def faster_precision(fp32: float, bf16: float | None) -> str:
+    """``"bf16-mixed"`` where bfloat16 trains at ``bf16`` images/s, at least :data:`BF16_MIN_SPEEDUP` times
+    float32's ``fp32``; ``"32"`` otherwise, or when bfloat16 was not timed (None)."""
+    return "bf16-mixed" if bf16 is not None and bf16 >= BF16_MIN_SPEEDUP * fp32 else "32"
 
 
 def training_speed(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int, *,
@@ -98,4 +104,5 @@ def choose_precision(model: nn.Module, input_shape: tuple[int, ...], num_classes
         return "32", fp32
     bf16 = speed("bf16-mixed")
     fp32 = max(fp32, speed("32"))  # a second float32 round: the first one carried the one-time costs
-    return ("bf16-mixed", bf16) if bf16 >= BF16_MIN_SPEEDUP * fp32 else ("32", fp32)
+    choice = faster_precision(fp32, bf16)
+    return choice, bf16 if choice == "bf16-mixed" else fp32

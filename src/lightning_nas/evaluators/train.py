@@ -338,6 +338,16 @@ class TrainEvaluator(Evaluator):
             log.debug("trains in precision %s (timed)", choice)
         return self._precision_choices[key]
 
+    def remember_precision(self, model: nn.Module, precision: str) -> None:
+        """With ``"auto"``, train ``model``'s structure in ``precision`` from now on, without timing it: a
+        choice made elsewhere (the search's fit of the same network in another process, or a benchmark's
+        planning), so that every fit of a network trains in the same precision. Ignored otherwise."""
+        choice = validate_precision(precision, "precision")
+        if choice == "auto":
+            raise ValueError("remember_precision needs '32' or 'bf16-mixed', got 'auto'")
+        if self.precision == "auto":
+            self._precision_choices[repr(model)] = choice
+
     def validate_model(self, model: nn.Module, *, num_classes: int | None = None) -> dict[str, float]:
         """``val/acc`` and ``val/loss`` of ``model`` (plain or :class:`ClassificationModule`), as is."""
         self._setup("fit")
