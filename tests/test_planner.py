@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,7 @@ from lightning_nas.arch import Architecture, EvalResult
 from lightning_nas.config import ConfigError, register_configs
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.evaluators import precision as precision_module
+from lightning_nas.evaluators.classifier import WarmupCosine
 from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.planner import (
     FINAL_EPOCH_MARGIN,
@@ -29,6 +31,7 @@ from lightning_nas.planner import (
     format_seconds,
     measure_throughput,
     parse_duration,
+    set_train_batches,
     time_budget_from_config,
 )
 from lightning_nas.results.history import History, Record
@@ -474,3 +477,81 @@ def test_the_final_training_keeps_the_precision_the_search_fit_used(monkeypatch:
     best = Record(0, arch, EvalResult("ok", {"search/val_acc": 0.5, "train/bf16": 1.0}), 0.0, {})
     keep_search_precision(SimpleNamespace(evaluator=evaluator, space=space), best)
     assert evaluator.training_precision(evaluator.build(space, arch)) == "bf16-mixed"
+
+
+def _fit_with(callbacks: list[L.Callback], epochs: int, limit: float) -> tuple[TrainEvaluator, object]:
+    data = DigitsDataModule(max_train_samples=320, max_val_samples=64, batch_size=32)  # 10 batches an epoch
+    evaluator = TrainEvaluator(data, max_epochs=epochs, latency_repeats=1, final_warmup_epochs=1)
+    evaluator.final_callbacks = callbacks
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    module = evaluator.fit_model(model, epochs, num_classes=10, limit_train_batches=limit, final=True)
+    return evaluator, module
+
+
+class _Counter(L.Callback):
+    def __init__(self) -> None:
+        self.train_batches: list[int] = []
+        self.last_lr = math.nan
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train_batches.append(0)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        self.train_batches[-1] += 1
+        self.last_lr = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_a_final_training_planned_short_gets_its_images_back_once_its_pace_is_known() -> None:
+    counter = _Counter()
+    deadline = DeadlineCallback(TimeBudget(600.0), time.perf_counter() + 600, max_share=1.0)
+    _, module = _fit_with([deadline, counter], epochs=4, limit=0.5)
+    # epochs 1-2 at the plan's 5 of 10 batches; from the second epoch's pace all 10 fit: epochs 3-4 take them
+    assert counter.train_batches == [5, 5, 10, 10] == deadline.batches_per_epoch
+    assert deadline.epochs_trained == 4 and not deadline.stopped_early
+    assert module.fit_metrics["train/steps"] == 30 and counter.last_lr < 1e-4  # the schedule ended with them
+    assert deadline.rescaled and deadline.mean_share == pytest.approx(0.75)
+
+
+def test_without_a_share_to_re_plan_the_batches_stay() -> None:
+    counter = _Counter()
+    deadline = DeadlineCallback(TimeBudget(600.0), time.perf_counter() + 600)
+    _fit_with([deadline, counter], epochs=3, limit=0.5)
+    assert counter.train_batches == [5, 5, 5] and not deadline.rescaled and deadline.mean_share == 0.5
+    with pytest.raises(ValueError, match="max_share must be in"):
+        DeadlineCallback(TimeBudget(600.0), 0.0, max_share=1.5)
+
+
+def _fake_trainer(schedule: WarmupCosine, batches: int = 100) -> SimpleNamespace:
+    loader = SimpleNamespace(limits=None, flattened=["loader"])
+    return SimpleNamespace(fit_loop=SimpleNamespace(_combined_loader=loader, max_batches=batches),
+                           num_training_batches=batches, max_epochs=10, global_step=200, accumulate_grad_batches=1,
+                           val_check_interval=1.0, val_check_batch=batches, limit_train_batches=0.5,
+                           lr_scheduler_configs=[SimpleNamespace(interval="step",
+                                                                 scheduler=SimpleNamespace(lr_lambdas=[schedule]))])
+
+
+def test_a_final_training_running_late_trains_fewer_images_instead_of_being_cut(
+        caplog: pytest.LogCaptureFixture) -> None:
+    schedule = WarmupCosine(0, 1000)
+    trainer = _fake_trainer(schedule)
+    now = 1000.0
+    deadline = DeadlineCallback(TimeBudget(600.0), now + 400.0, max_share=1.0)
+    deadline.full_batches, deadline.epochs_trained = 200, 2
+    # 8 epochs left, 100 batches took 60 s: 480 s needed, 400 left -> 400 / (8 x 0.6 x margin) batches
+    with caplog.at_level("INFO", logger="lightning_nas.planner"):
+        assert deadline._rescale(trainer, now, 60.0)
+    expected = math.floor(400.0 / (8 * 0.6 * FINAL_EPOCH_MARGIN))
+    assert trainer.fit_loop.max_batches == trainer.val_check_batch == trainer.limit_train_batches == expected
+    assert trainer.fit_loop._combined_loader.limits == [expected]
+    assert schedule.total_steps == 200 + 8 * expected and "the remaining 8 train on" in caplog.text
+    # a pace that fits: within the dead band nothing changes
+    trainer.num_training_batches = expected
+    assert not deadline._rescale(trainer, now, 0.6 * expected)
+    # another scheduler does not follow a change: the batches stay
+    trainer.lr_scheduler_configs[0].scheduler = SimpleNamespace(lr_lambdas=[lambda step: 1.0])
+    assert not deadline._rescale(trainer, now, 10.0) and trainer.fit_loop.max_batches == expected
+
+
+def test_set_train_batches_needs_loaded_training_data() -> None:
+    trainer = SimpleNamespace(fit_loop=SimpleNamespace(_combined_loader=None, max_batches=10))
+    assert not set_train_batches(trainer, 5) and trainer.fit_loop.max_batches == 10

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_nas.evaluators.classifier import WarmupCosine
 from lightning_nas.evaluators.precision import choose_precision, training_speed, validate_precision
 from lightning_nas.evaluators.train import SCREENED, TrainEvaluator
 from lightning_nas.results.history import History, Record
 from lightning_nas.spaces.base import SearchSpace
 
 __all__ = ["DeadlineCallback", "Plan", "TimeBudget", "cpu_seconds", "format_seconds", "measure_throughput",
-           "parse_duration", "time_budget_from_config", "train_evaluator"]
+           "parse_duration", "set_train_batches", "time_budget_from_config", "train_evaluator"]
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,8 @@ class TimeBudget:
                             "%.0f%% of the images instead", epochs, full_epoch_s,
                             100 * trainer.final_limit_train_batches)
         trainer.final_max_epochs = epochs
-        self.deadline_callback = DeadlineCallback(self, plan.final_deadline)
+        self.deadline_callback = DeadlineCallback(self, plan.final_deadline,
+                                                  max_share=limit if isinstance(limit, float) else None)
         trainer.final_callbacks = [*trainer.final_callbacks, self.deadline_callback]
         log.info("time budget: final training of %s for %d epochs (~%.0f s each, %s available); %s left",
                  arch.digest(), epochs, epoch_s, format_seconds(available), format_seconds(self.left()))
@@ -378,25 +380,57 @@ class TimeBudget:
         plan.candidate_seconds, plan.epoch_seconds, plan.search_deadline = candidate_s, epoch_s, deadline
 
 
+RESCALE_DEADBAND = 0.02
+""":class:`DeadlineCallback` changes the batches per epoch only by more than this share of them."""
+
+
 class DeadlineCallback(L.Callback):
     """Logs the time left after each epoch and stops training at ``deadline`` (``time.perf_counter()``).
 
-    From the second epoch on it also projects the end from the measured pace of the epochs after the
-    first (which carries one-time costs) and warns, once, when the planned epochs will not all fit before
-    the deadline (the plan under-read the final epoch's cost, or other work shares the cores).
-    :attr:`epochs_trained` counts the epochs completed, and :attr:`stopped_early` says whether the
-    deadline cut the training short.
+    With ``max_share`` (the largest share of the training images an epoch may take), from the second epoch
+    on it re-plans the images per epoch from the pace of the last epoch (the first carries one-time
+    costs): the remaining epochs train on as many batches as end them by the deadline, up to
+    ``max_share``, and the learning-rate schedule (:class:`~lightning_nas.evaluators.classifier.WarmupCosine`)
+    is stretched or shortened to end with them. A plan made before the training (from short timed fits,
+    often beside other work) is corrected both ways: images it gave up come back, and a training that
+    runs late trains fewer images rather than being cut before its schedule ends.
+
+    Otherwise (or where the images cannot shrink further) it projects the end from the pace of the epochs
+    after the first and warns, once, when the planned epochs will not all fit before the deadline.
+    :attr:`epochs_trained` counts the epochs completed, :attr:`stopped_early` says whether the deadline cut
+    the training short, and :attr:`batches_per_epoch` lists the batches each epoch trained.
     """
 
-    def __init__(self, budget: TimeBudget, deadline: float) -> None:
-        self.budget, self.deadline = budget, deadline
+    def __init__(self, budget: TimeBudget, deadline: float, max_share: float | None = None) -> None:
+        if max_share is not None and not 0 < max_share <= 1:
+            raise ValueError(f"max_share must be in (0, 1], got {max_share!r}")
+        self.budget, self.deadline, self.max_share = budget, deadline, max_share
         self.epochs_trained = 0
         self.stopped_early = False
+        self.batches_per_epoch: list[int] = []
+        self.full_batches: int | None = None
+        """Batches of a whole pass over the training images (known once the training started)."""
         self._first_epoch_end: float | None = None
+        self._last_epoch_end: float | None = None
+        self._paced_epochs = 1
         self._warned = False
+
+    @property
+    def rescaled(self) -> bool:
+        """Whether the epochs trained on different numbers of batches (the images per epoch were re-planned)."""
+        return len(set(self.batches_per_epoch)) > 1
+
+    @property
+    def mean_share(self) -> float | None:
+        """The mean share of the training images per epoch that the epochs trained (None before one ended)."""
+        if not self.batches_per_epoch or not self.full_batches:
+            return None
+        return sum(self.batches_per_epoch) / (len(self.batches_per_epoch) * self.full_batches)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_epoch_end, self.epochs_trained, self.stopped_early, self._warned = None, 0, False, False
+        self._last_epoch_end, self._paced_epochs, self.batches_per_epoch = None, 1, []
+        self.full_batches = _full_train_batches(trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -415,18 +449,86 @@ class DeadlineCallback(L.Callback):
             return
         now = time.perf_counter()
         self.epochs_trained = trainer.current_epoch + 1
+        batches = getattr(trainer, "num_training_batches", None)
+        if isinstance(batches, int):
+            self.batches_per_epoch.append(batches)
         planned = trainer.max_epochs or 0
         log.info("time budget: final training epoch %d/%d done, %s left", trainer.current_epoch + 1, planned,
                  format_seconds(self.budget.left()))
+        last_epoch_s = None if self._last_epoch_end is None else now - self._last_epoch_end
+        self._last_epoch_end = now
         if self._first_epoch_end is None:
             self._first_epoch_end = now
             return
-        epoch_s = (now - self._first_epoch_end) / max(1, self.epochs_trained - 1)
+        if last_epoch_s is not None and self.max_share is not None and self._rescale(trainer, now, last_epoch_s):
+            self._first_epoch_end, self._paced_epochs = now, self.epochs_trained  # a new pace from here
+            return
+        epoch_s = (now - self._first_epoch_end) / max(1, self.epochs_trained - self._paced_epochs)
         fit = self.epochs_trained + max(0, math.floor((self.deadline - now) / max(epoch_s, 1e-9)))
         if not self._warned and fit < planned:
             self._warned = True
             log.warning("time budget: the final epochs take ~%.0f s each; at this pace about %d of the %d planned "
                         "fit before the deadline, which will stop the training", epoch_s, fit, planned)
+
+
+    def _rescale(self, trainer: L.Trainer, now: float, epoch_s: float) -> bool:
+        """Train the remaining epochs on as many batches as end them by the deadline at the last epoch's pace
+        (``epoch_s``), from 5% of the images up to :attr:`max_share`; True when the batches changed."""
+        remaining = (trainer.max_epochs or 0) - self.epochs_trained
+        batches, full = trainer.num_training_batches, self.full_batches
+        if remaining <= 0 or not isinstance(batches, int) or batches < 1 or not full or self.max_share is None:
+            return False
+        per_batch = epoch_s / batches  # the epoch's fixed costs too: a little cautious when the batches grow
+        fitting = math.floor((self.deadline - now) / (remaining * per_batch * FINAL_EPOCH_MARGIN))
+        cap = max(1, math.floor(full * self.max_share + 1e-9))
+        wanted = min(cap, max(1, math.ceil(0.05 * full), fitting))
+        if abs(wanted - batches) <= max(1.0, RESCALE_DEADBAND * batches):
+            return False
+        schedules = _retargetable_schedules(trainer)
+        if schedules is None or not set_train_batches(trainer, wanted):
+            return False
+        steps = trainer.global_step + remaining * math.ceil(wanted / max(1, trainer.accumulate_grad_batches))
+        for schedule in schedules:
+            schedule.retarget(trainer.global_step, steps)
+        log.info("time budget: the last final epoch took %.0f s on %d batches; the remaining %d train on %d "
+                 "(%.0f%% of the images) to end by the deadline", epoch_s, batches, remaining, wanted,
+                 100 * wanted / full)
+        return True
+
+
+def set_train_batches(trainer: L.Trainer, batches: int) -> bool:
+    """Train ``batches`` batches per epoch from the next epoch of ``trainer``'s fit on (the training data stay
+    as loaded: the shuffling goes on). False, and nothing changed, where this Lightning's fit loop has no
+    loaded training data to limit."""
+    loader = getattr(trainer.fit_loop, "_combined_loader", None)
+    if loader is None or not hasattr(loader, "limits") or not hasattr(loader, "flattened"):
+        return False
+    loader.limits = [batches] * len(loader.flattened)
+    trainer.limit_train_batches = batches
+    trainer.fit_loop.max_batches = batches
+    if isinstance(trainer.val_check_interval, float):  # validation at the end of each (new-length) epoch
+        trainer.val_check_batch = max(1, int(batches * trainer.val_check_interval))
+    return True
+
+
+def _full_train_batches(trainer: L.Trainer) -> int | None:
+    """Batches of one whole pass over ``trainer``'s training data (None where its loader has no length)."""
+    try:
+        return len(getattr(trainer, "train_dataloader", None))  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _retargetable_schedules(trainer: L.Trainer) -> list[WarmupCosine] | None:
+    """The fit's per-step :class:`WarmupCosine` schedules ([] without any scheduler), or None where another
+    scheduler would not follow a change of the batches per epoch."""
+    schedules: list[WarmupCosine] = []
+    for config in trainer.lr_scheduler_configs:
+        lambdas = getattr(config.scheduler, "lr_lambdas", None)
+        if config.interval != "step" or not lambdas or not all(isinstance(f, WarmupCosine) for f in lambdas):
+            return None
+        schedules.extend(lambdas)
+    return schedules
 
 
 def time_budget_from_config(budget: Any, started: float, export_top_k: int = 0) -> TimeBudget | None:

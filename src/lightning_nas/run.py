@@ -318,9 +318,12 @@ def run(cfg: DictConfig, final_callbacks: Sequence[L.Callback] = ()) -> dict[str
     if final_epochs is not None:  # planned by budget.time
         summary["final_epochs"] = final_epochs
         planned_trainer = train_evaluator(context.evaluator)
+        deadline = time_budget.deadline_callback if time_budget is not None else None
         if planned_trainer is not None:  # the plan may have shortened each epoch to fit the deadline
             summary["final_limit_train_batches"] = planned_trainer.final_limit_train_batches
-        deadline = time_budget.deadline_callback if time_budget is not None else None
+            if deadline is not None and deadline.rescaled and deadline.mean_share is not None:
+                summary["final_limit_train_batches"] = deadline.mean_share  # re-planned on the way: the mean
+                summary["final_batches_per_epoch"] = deadline.batches_per_epoch
         if deadline is not None and test_metrics:  # what the final training did: all epochs, or fewer
             summary["final_epochs_trained"] = deadline.epochs_trained
             summary["final_stopped_by_deadline"] = deadline.stopped_early

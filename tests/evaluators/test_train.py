@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_nas.arch import Architecture
 from lightning_nas.evaluators import ClassificationModule, TrainEvaluator
-from lightning_nas.evaluators.classifier import _warmup_cosine, recalibrate_batchnorm
+from lightning_nas.evaluators.classifier import WarmupCosine, recalibrate_batchnorm
 from lightning_nas.evaluators.train import SCREENED
 from lightning_nas.hardware.base import HardwareTarget
 from lightning_nas.objectives.constraints import parse_constraints
@@ -275,9 +275,22 @@ def test_classification_module_validates_and_schedules() -> None:
         ClassificationModule(nn.Linear(4, 3), num_classes=3, label_smoothing=1.5)
     with pytest.raises(ValueError, match="num_classes"):
         ClassificationModule(nn.Linear(4, 3), num_classes=1)
-    factor = _warmup_cosine(warmup_steps=4, total_steps=14)
+    factor = WarmupCosine(warmup_steps=4, total_steps=14)
     assert [round(factor(s), 2) for s in range(5)] == [0.2, 0.4, 0.6, 0.8, 1.0]
     assert factor(9) == pytest.approx(0.5) and factor(14) == pytest.approx(0.0)
+
+
+def test_a_retargeted_schedule_continues_and_ends_at_the_new_total() -> None:
+    factor = WarmupCosine(warmup_steps=4, total_steps=14)
+    before = factor(9)
+    factor.retarget(9, 24)  # the run got longer at step 9: half-way through the decay, 15 steps left
+    assert factor(9) == pytest.approx(before) and factor(24) == pytest.approx(0.0)
+    assert factor.progress(9) == pytest.approx(0.5) and factor.progress(16.5) == pytest.approx(0.75)
+    factor.retarget(16, 18)  # shorter: the rest of the decay in 2 steps
+    assert factor(18) == pytest.approx(0.0) and factor(17) < factor(16)
+    warming = WarmupCosine(warmup_steps=4, total_steps=14)
+    warming.retarget(2, 24)  # during the warm-up: the warm-up stays, the decay ends at the new total
+    assert warming(3) == pytest.approx(0.8) and warming(14) == pytest.approx(0.5)
 
 
 def test_recalibrate_batchnorm_uses_final_weights_and_restores_state() -> None:

@@ -66,16 +66,33 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _warmup_cosine(warmup_steps: int, total_steps: int) -> Any:
-    """LR multiplier: linear warm-up from ~0 to 1, then cosine decay to 0 at ``total_steps``."""
+class WarmupCosine:
+    """Learning-rate multiplier for ``LambdaLR``, per step: linear warm-up from ~0 to 1 over ``warmup_steps``,
+    then cosine decay to 0 at ``total_steps``.
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    :meth:`retarget` moves the end of the decay when a run's length changes on the way (its batches per
+    epoch): the decay goes on from where it is and reaches 0 at the new end.
+    """
 
-    return factor
+    def __init__(self, warmup_steps: int, total_steps: int) -> None:
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+        self._from_step, self._from_progress = warmup_steps, 0.0  # where the current stretch of the decay starts
+
+    def progress(self, step: int) -> float:
+        """How far the decay is at ``step``, from 0 (after the warm-up) to 1 (the end)."""
+        span = max(1, self.total_steps - self._from_step)
+        return min(1.0, self._from_progress + (1.0 - self._from_progress) * (step - self._from_step) / span)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        return 0.5 * (1.0 + math.cos(math.pi * self.progress(step)))
+
+    def retarget(self, step: int, total_steps: int) -> None:
+        """From ``step`` on, end the decay at ``total_steps`` (the multiplier does not jump)."""
+        if step > self.warmup_steps:
+            self._from_step, self._from_progress = step, self.progress(step)
+        self.total_steps = max(int(total_steps), step + 1)
 
 
 class ClassificationModule(L.LightningModule):
@@ -178,7 +195,7 @@ class ClassificationModule(L.LightningModule):
         per_epoch = self.trainer.num_training_batches / self.trainer.accumulate_grad_batches
         per_epoch = math.ceil(per_epoch) if math.isfinite(per_epoch) else total
         warmup = min(int(total), round(hp["warmup_epochs"] * per_epoch))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(warmup, int(total)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, int(total)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _record_fit_metrics(self) -> None:
