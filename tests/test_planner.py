@@ -547,9 +547,16 @@ def test_a_final_training_running_late_trains_fewer_images_instead_of_being_cut(
     # a pace that fits: within the dead band nothing changes
     trainer.num_training_batches = expected
     assert not deadline._rescale(trainer, now, 0.6 * expected)
+    # a little short of every image, with time to spare: the epochs take them all, however small the change
+    deadline.deadline = now + 10_000.0
+    trainer.num_training_batches = 197
+    assert deadline._rescale(trainer, now, 0.6 * 197) and trainer.fit_loop.max_batches == 200
+    trainer.num_training_batches = 200
+    assert not deadline._rescale(trainer, now, 0.6 * 200)
     # another scheduler does not follow a change: the batches stay
     trainer.lr_scheduler_configs[0].scheduler = SimpleNamespace(lr_lambdas=[lambda step: 1.0])
-    assert not deadline._rescale(trainer, now, 10.0) and trainer.fit_loop.max_batches == expected
+    deadline.deadline = now + 400.0
+    assert not deadline._rescale(trainer, now, 60.0) and trainer.fit_loop.max_batches == 200
 
 
 def test_set_train_batches_needs_loaded_training_data() -> None:

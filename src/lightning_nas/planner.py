@@ -105,7 +105,7 @@ def measure_throughput(model: nn.Module, input_shape: tuple[int, ...], num_class
     """
     if validate_precision(precision, "precision") == "auto":
         return choose_precision(model, input_shape, num_classes, batch_size, channels_last=channels_last,
-                                steps=steps)[1]
+                                steps=steps, warmup=warmup)[1]
     return training_speed(model, input_shape, num_classes, batch_size, steps=steps, warmup=warmup,
                           channels_last=channels_last, precision=precision)
 
@@ -381,7 +381,8 @@ class TimeBudget:
 
 
 RESCALE_DEADBAND = 0.02
-""":class:`DeadlineCallback` changes the batches per epoch only by more than this share of them."""
+""":class:`DeadlineCallback` changes the batches per epoch only by more than this share of them (or to give the
+epochs all the images they may take)."""
 
 
 class DeadlineCallback(L.Callback):
@@ -482,8 +483,8 @@ class DeadlineCallback(L.Callback):
         fitting = math.floor((self.deadline - now) / (remaining * per_batch * FINAL_EPOCH_MARGIN))
         cap = max(1, math.floor(full * self.max_share + 1e-9))
         wanted = min(cap, max(1, math.ceil(0.05 * full), fitting))
-        if abs(wanted - batches) <= max(1.0, RESCALE_DEADBAND * batches):
-            return False
+        if wanted == batches or (wanted != cap and abs(wanted - batches) <= max(1.0, RESCALE_DEADBAND * batches)):
+            return False  # a change too small to pay for itself, unless it gives the epochs all their images
         schedules = _retargetable_schedules(trainer)
         if schedules is None or not set_train_batches(trainer, wanted):
             return False

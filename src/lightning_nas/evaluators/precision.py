@@ -88,15 +88,15 @@ def training_speed(model: nn.Module, input_shape: tuple[int, ...], num_classes: 
 
 
 def choose_precision(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int, *,
-                     channels_last: bool = False, steps: int = 3) -> tuple[str, float]:
+                     channels_last: bool = False, steps: int = 3, warmup: int = 1) -> tuple[str, float]:
     """The faster precision to train ``model`` in on this CPU, and its speed (images/s).
 
     ``"bf16-mixed"`` where the CPU runs bfloat16 natively and it trains at least
     :data:`BF16_MIN_SPEEDUP` times as fast as float32; ``"32"`` otherwise (then only float32 is timed
-    on a CPU without native bfloat16).
+    on a CPU without native bfloat16). Each timing runs ``warmup`` untimed steps, then ``steps`` timed ones.
     """
     def speed(precision: str) -> float:
-        return training_speed(model, input_shape, num_classes, batch_size, steps=steps, warmup=1,
+        return training_speed(model, input_shape, num_classes, batch_size, steps=steps, warmup=warmup,
                               channels_last=channels_last, precision=precision)
 
     fp32 = speed("32")
