@@ -42,7 +42,12 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_nas.baselines import BASELINES, build_baseline
 from lightning_nas.cli_errors import compose_or_fail
 from lightning_nas.config import ConfigError, build_node
-from lightning_nas.evaluators.precision import cpu_has_native_bf16, faster_precision, validate_precision
+from lightning_nas.evaluators.precision import (
+    cpu_has_native_bf16,
+    faster_precision,
+    recorded_precision,
+    validate_precision,
+)
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
 from lightning_nas.export.profiler import profile_pte
@@ -145,7 +150,7 @@ def train_baseline(name: str, evaluator: TrainEvaluator, input_shape: tuple[int,
     torch.save(module.model.eval(), out / "model.pt")
     figures = ModelFigures(name, float(test["test/acc"]), params, macs, None, seconds, cpu_seconds,
                            epochs=int(evaluator.final_max_epochs),
-                           precision="bf16-mixed" if module.fit_metrics.get("train/bf16") else "32")
+                           precision=recorded_precision(module.fit_metrics))
     (out / "figures.json").write_text(json.dumps(asdict(figures), indent=2) + "\n")
     log.info("baseline %s: test acc %.4f after %.0f s", name, figures.test_acc, seconds)
     return figures
@@ -368,7 +373,7 @@ def searched_figures(summary: dict[str, Any], configured_limit: object = 1.0) ->
                         epochs=None if trained is None else int(trained),
                         planned_epochs=int(planned) if summary.get("final_stopped_by_deadline") and planned else None,
                         images_share=images_share(summary.get("final_limit_train_batches"), configured_limit),
-                        precision="bf16-mixed" if metrics.get("train/bf16") else "32")
+                        precision=recorded_precision(metrics))
 
 
 @dataclass

@@ -47,6 +47,8 @@ MIN_RESERVE_SECONDS = 2.5
 FINAL_EPOCH_MARGIN = 1.08
 """Final epochs are planned this much longer than the probes measure (per-epoch validation, logging, noise):
 a deadline that cuts the final training also cuts its learning-rate schedule short."""
+MIN_FINAL_SHARE = 0.05
+"""The least share of the training images a final epoch is cut to where the epochs would not fit (plan or re-plan)."""
 EXPORT_SECONDS = 30.0
 """Time set aside per exported model (ExecuTorch lowering, profiling, code package)."""
 
@@ -246,7 +248,8 @@ class TimeBudget:
             train_n, _, batch = _split_sizes(trainer)
             one_batch = min(1.0, 1.0 / max(1, train_n // batch) + 1e-9)
             full_epoch_s = epoch_s
-            trainer.final_limit_train_batches = max(0.05, one_batch, limit * max(0.0, available) / (epochs * epoch_s))
+            fitting_share = limit * max(0.0, available) / (epochs * epoch_s)
+            trainer.final_limit_train_batches = max(MIN_FINAL_SHARE, one_batch, fitting_share)
             epoch_s *= trainer.final_limit_train_batches / limit
             if self.fixed_epochs:
                 log.warning("time budget: %d final epochs of ~%.0f s would end after the deadline; each trains on "
@@ -461,7 +464,7 @@ class DeadlineCallback(L.Callback):
         if self._first_epoch_end is None:
             self._first_epoch_end = now
             return
-        if last_epoch_s is not None and self.max_share is not None and self._rescale(trainer, now, last_epoch_s):
+        if last_epoch_s is not None and self._rescale(trainer, now, last_epoch_s):
             self._first_epoch_end, self._paced_epochs = now, self.epochs_trained  # a new pace from here
             return
         epoch_s = (now - self._first_epoch_end) / max(1, self.epochs_trained - self._paced_epochs)
@@ -474,15 +477,18 @@ class DeadlineCallback(L.Callback):
 
     def _rescale(self, trainer: L.Trainer, now: float, epoch_s: float) -> bool:
         """Train the remaining epochs on as many batches as end them by the deadline at the last epoch's pace
-        (``epoch_s``), from 5% of the images up to :attr:`max_share`; True when the batches changed."""
+        (``epoch_s``), from :data:`MIN_FINAL_SHARE` of the images up to :attr:`max_share`; True when the batches
+        changed."""
+        if self.max_share is None:
+            return False
         remaining = (trainer.max_epochs or 0) - self.epochs_trained
         batches, full = trainer.num_training_batches, self.full_batches
-        if remaining <= 0 or not isinstance(batches, int) or batches < 1 or not full or self.max_share is None:
+        if remaining <= 0 or not isinstance(batches, int) or batches < 1 or not full:
             return False
         per_batch = epoch_s / batches  # the epoch's fixed costs too: a little cautious when the batches grow
         fitting = math.floor((self.deadline - now) / (remaining * per_batch * FINAL_EPOCH_MARGIN))
         cap = max(1, math.floor(full * self.max_share + 1e-9))
-        wanted = min(cap, max(1, math.ceil(0.05 * full), fitting))
+        wanted = min(cap, max(1, math.ceil(MIN_FINAL_SHARE * full), fitting))
         if wanted == batches or (wanted != cap and abs(wanted - batches) <= max(1.0, RESCALE_DEADBAND * batches)):
             return False  # a change too small to pay for itself, unless it gives the epochs all their images
         schedules = _retargetable_schedules(trainer)

@@ -21,6 +21,7 @@ from lightning_nas.callbacks.study_reports import EfficiencyReport, RobustnessRe
 from lightning_nas.callbacks.wandb_logger import arch_columns, run_names
 from lightning_nas.config import ConfigError, build_node
 from lightning_nas.evaluators.hardware import HardwareEvaluator
+from lightning_nas.evaluators.precision import recorded_precision
 from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.base import HardwareTarget
@@ -274,8 +275,7 @@ def keep_search_precision(context: Any, best: Record) -> None:
     metrics = best.result.metrics
     if trainer is None or trainer.precision != "auto" or "train/bf16" not in metrics:
         return
-    precision = "bf16-mixed" if metrics["train/bf16"] else "32"
-    trainer.remember_precision(trainer.build(context.space, best.arch), precision)
+    trainer.remember_precision(trainer.build(context.space, best.arch), recorded_precision(metrics))
 
 
 def run(cfg: DictConfig, final_callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:

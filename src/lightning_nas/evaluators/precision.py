@@ -9,6 +9,7 @@ network in both precisions and keeps the faster one.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["BF16_MIN_SPEEDUP", "PRECISIONS", "choose_precision", "cpu_has_native_bf16", "faster_precision",
-           "training_speed", "validate_precision"]
+           "recorded_precision", "training_speed", "validate_precision"]
 
 PRECISIONS = ("32", "bf16-mixed", "auto")
 """``evaluator.precision`` values: float32, bfloat16 autocast, or the faster of the two per network."""
@@ -45,6 +46,12 @@ def faster_precision(fp32: float, bf16: float | None) -> str:
     """``"bf16-mixed"`` where bfloat16 trains at ``bf16`` images/s, at least :data:`BF16_MIN_SPEEDUP` times
     float32's ``fp32``; ``"32"`` otherwise, or when bfloat16 was not timed (None)."""
     return "bf16-mixed" if bf16 is not None and bf16 >= BF16_MIN_SPEEDUP * fp32 else "32"
+
+
+def recorded_precision(metrics: Mapping[str, float]) -> str:
+    """The precision a fit trained in, from its metrics: ``"bf16-mixed"`` where ``train/bf16`` is set,
+    ``"32"`` otherwise (fits with ``evaluator.precision=32`` do not record it)."""
+    return "bf16-mixed" if metrics.get("train/bf16") else "32"
 
 
 def training_speed(model: nn.Module, input_shape: tuple[int, ...], num_classes: int, batch_size: int, *,
