@@ -117,6 +117,7 @@ class EfficientConvNetConfig:
     activation: str = "swish"
     dropout: float = 0.0
     pool_size: int = 1
+    channel_divisor: int = 8
 
 
 @dataclass

@@ -98,3 +98,19 @@ def test_pool_size_gives_the_classifier_every_position() -> None:
 def test_bad_pool_size_is_named() -> None:
     with pytest.raises(ValueError, match="pool_size must be an int >= 1, got 0"):
         HybridConvNetSpace((1, 28, 28), 10, pool_size=0, **SMALL)
+
+
+def test_channel_divisor_rounds_every_width_to_its_multiples() -> None:
+    options = {**SMALL, "width_multipliers": [1.0], "stem_channels": 24, "stage_channels": [24, 72]}
+    eight = HybridConvNetSpace((1, 28, 28), 10, **options)
+    sixteen = HybridConvNetSpace((1, 28, 28), 10, channel_divisor=16, **options)
+    arch = _arch(eight, **{"stage0/block0/type": "conv", "stage1/block0/type": "residual"})
+
+    def widths(space: HybridConvNetSpace) -> list[int]:
+        return [m.out_channels for m in space.build(arch).modules() if isinstance(m, nn.Conv2d)]
+
+    assert set(widths(eight)) == {24, 72}
+    assert set(widths(sixteen)) == {32, 80}  # 24 -> 32 and 72 -> 80: no multiple of 16 within 10% below
+    assert sixteen.build(arch)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="channel_divisor must be a positive int, got 0"):
+        HybridConvNetSpace((1, 28, 28), 10, channel_divisor=0, **SMALL)
