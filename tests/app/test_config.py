@@ -133,3 +133,18 @@ def test_small_fashion_mnist_space_mostly_fits_its_parameter_budget() -> None:
     rng = np.random.default_rng(0)
     params = np.array([count_params(space.build(space.sample(rng))) for _ in range(60)])
     assert 0.5 <= np.mean(params <= 25_000) <= 0.9, np.sort(params)  # the limit falls inside the space
+
+
+def test_latency_fashion_mnist_preset_bounds_latency_by_the_two_conv_cnn_in_widths_of_16() -> None:
+    """``experiment=fashion_mnist_latency``: a measured XNNPACK bound and every width of its space a multiple of 16."""
+    from torch import nn
+
+    cfg = _compose(["experiment=fashion_mnist_latency"])
+    assert cfg.objective.constraints.max_latency == "two_conv_cnn"
+    assert cfg.hardware._target_.endswith("XnnpackTarget") and cfg.hardware.clock == "cpu"
+    assert cfg.strategy.tournament_size == 3  # the flagship's evolution settings reach this preset too
+    space = build_node(cfg, "search_space", input_shape=[1, 28, 28], num_classes=10)
+    rng = np.random.default_rng(0)
+    widths = {m.out_channels for _ in range(12) for m in space.build(space.sample(rng)).modules()
+              if isinstance(m, nn.Conv2d)}
+    assert widths and all(w % 16 == 0 for w in widths), sorted(widths)
