@@ -98,7 +98,8 @@ class EfficientConvNetSpace(SearchSpace):
             sees where a feature is (1: global pooling); ``pool_size**2`` times the classifier's weights.
         channel_divisor: every width is rounded to a multiple of it (losing at most 10%). XNNPACK's
             float32 kernels on AVX-512 work on 16 channels at a time: 16 there makes no width pay for
-            padding (a 24-channel ResNet block at 14x14 ran ~1.3x slower per MAC than a 16- or 32-channel one).
+            padding (networks with a 24-channel ResNet block at 14x14 ran 1.2-1.4x slower per MAC than with
+            16 or 32 channels there).
 
     Example:
         >>> space = EfficientConvNetSpace((1, 8, 8), 10)
