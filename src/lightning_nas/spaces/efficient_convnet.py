@@ -96,10 +96,10 @@ class EfficientConvNetSpace(SearchSpace):
         dropout: dropout probability before the classifier.
         pool_size: the head average-pools to ``pool_size`` x ``pool_size`` and flattens, so the classifier
             sees where a feature is (1: global pooling); ``pool_size**2`` times the classifier's weights.
-        channel_divisor: every width is rounded to a multiple of it (losing at most 10%). XNNPACK's
-            float32 kernels on AVX-512 work on 16 channels at a time: 16 there makes no width pay for
-            padding (networks with a 24-channel ResNet block at 14x14 ran 1.2-1.4x slower per MAC than with
-            16 or 32 channels there).
+        channel_divisor: the stem, stage and head widths are rounded to multiples of it (losing at most
+            10%; MBConv's expanded width follows its input's). XNNPACK's float32 kernels on AVX-512 work on
+            16 channels at a time: 16 there makes no width pay for padding (networks with a 24-channel
+            ResNet block at 14x14 ran 1.2-1.4x slower per MAC than with 16 or 32 channels there).
 
     Example:
         >>> space = EfficientConvNetSpace((1, 8, 8), 10)
