@@ -94,15 +94,17 @@ def build_model(model: str, cfg: DictConfig, input_shape: tuple[int, ...], num_c
         raise SystemExit(f"--model {model}: not an architecture of the preset's search space: {error}") from error
 
 
-def train_one(model: str, config_file: str, seed: int, epochs: int) -> SeedRun:
-    """Worker: train ``model`` with the final recipe and ``seed`` on one thread, and test it."""
+def train_one(model: str, config_file: str, seed: int, epochs: int, seed_key: str | None = None) -> SeedRun:
+    """Worker: train ``model`` with the final recipe and ``seed`` on one thread, and test it. The run's seed
+    derives from ``seed`` and ``seed_key`` (``model`` itself by default; a key of its own keeps the figures
+    the same where ``model`` is a file at a temporary path)."""
     torch.set_num_threads(1)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     cfg = OmegaConf.load(config_file)
     assert isinstance(cfg, DictConfig)
     datamodule = build_node(cfg, "data")
     evaluator = build_node(cfg, "evaluator", datamodule=datamodule)
-    run_seed = derive_seed(seed, "seed_spread", model)
+    run_seed = derive_seed(seed, "seed_spread", model if seed_key is None else seed_key)
     with seeded(run_seed):
         network = build_model(model, cfg, tuple(datamodule.input_shape), int(datamodule.num_classes))
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -112,18 +114,24 @@ def train_one(model: str, config_file: str, seed: int, epochs: int) -> SeedRun:
     return SeedRun(seed, float(evaluator.test_model(module)["test/acc"]), seconds, cpu_seconds)
 
 
-def _train_all(args: argparse.Namespace, config_file: str) -> Iterator[SeedRun]:
-    """Every seed's run, in seed order: in worker processes, or in this process with ``--jobs 1``."""
-    if args.jobs == 1:
+def run_jobs(jobs: list[tuple[Any, ...]], workers: int) -> Iterator[SeedRun]:
+    """``train_one(*job)`` for each job, yielded in order as each ends: in ``workers`` worker processes, or in
+    this process with 1."""
+    if workers == 1:
         with torch_threads(1):  # train_one's one thread, this process's own restored after
-            for seed in seed_range(args):
-                yield train_one(args.model, config_file, seed, args.epochs)
+            for job in jobs:
+                yield train_one(*job)
         return
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"),
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=exit_with_parent) as pool:
-        futures = [pool.submit(train_one, args.model, config_file, seed, args.epochs) for seed in seed_range(args)]
+        futures = [pool.submit(train_one, *job) for job in jobs]
         for future in futures:
             yield future.result()
+
+
+def _train_all(args: argparse.Namespace, config_file: str) -> Iterator[SeedRun]:
+    """Every seed's run, in seed order."""
+    return run_jobs([(args.model, config_file, seed, args.epochs) for seed in seed_range(args)], args.jobs)
 
 
 def seed_range(args: argparse.Namespace) -> range:
@@ -138,6 +146,13 @@ def summarise(runs: list[SeedRun]) -> dict[str, float]:
             "min": min(accs), "max": max(accs)}
 
 
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--quick``, ``--output`` and the preset's overrides, as the scripts training with its recipe take them."""
+    parser.add_argument("--quick", action="store_true", help="CI-sized: a few hundred images")
+    parser.add_argument("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the preset")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a baseline name, resnet_small:W1,W2,...[/P] (the ResNet "
@@ -148,9 +163,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed (more seeds for an earlier run)")
     parser.add_argument("--epochs", type=int, default=15, help="final-training epochs per seed")
     parser.add_argument("--jobs", type=int, default=2, help="seeds trained at once (one thread each)")
-    parser.add_argument("--quick", action="store_true", help="CI-sized: a few hundred images")
-    parser.add_argument("--output", type=Path, default=None, help="also write the figures to this JSON file")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the preset")
+    add_shared_arguments(parser)
     args = parser.parse_args(argv)
     for key in ("seeds", "epochs", "jobs"):
         if getattr(args, key) < 1:
