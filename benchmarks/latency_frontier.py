@@ -59,24 +59,28 @@ class Network:
     frontier: bool = False
 
 
-def collect(args: argparse.Namespace, cfg: Any, folder: Path) -> tuple[dict[str, Network], dict[str, nn.Module]]:
+def collect(args: argparse.Namespace, cfg: Any, shape: tuple[int, ...], classes: int,
+            folder: Path) -> tuple[dict[str, Network], dict[str, nn.Module]]:
     """Every ``--model`` and (with ``--space``) every architecture of the preset's space, built; the space's
     architectures are written to ``folder`` as arch.json files for the training workers."""
-    datamodule = build_node(cfg, "data")
-    shape, classes = tuple(int(s) for s in datamodule.input_shape), int(datamodule.num_classes)
-    modules = {name: build_model(name, cfg, shape, classes) for name in args.models}
-    specs = {name: (name, name) for name in args.models}
+    rows: dict[str, Network] = {}
+    modules: dict[str, nn.Module] = {}
+
+    def add(name: str, spec: str, seed_key: str, model: nn.Module) -> None:
+        rows[name] = Network(name, spec, seed_key, count_params(model), count_macs(model, shape))
+        modules[name] = model
+
+    for name in args.models:
+        add(name, name, name, build_model(name, cfg, shape, classes))
     if args.space:
         space = build_node(cfg, "search_space", input_shape=shape, num_classes=classes)
         given = {space.describe(Architecture.load(name)) for name in args.models if Path(name).is_file()}
         for arch in space_architectures(space, args.max_archs):
-            name = f"{arch.digest()}: {space.describe(arch)}"
-            if space.describe(arch) not in given:  # an arch.json of --models is not timed or trained twice
+            described = space.describe(arch)
+            if described not in given:  # an arch.json of --models is not timed or trained twice
                 arch.save(folder / f"{arch.digest()}.json")
-                modules[name] = space.build(arch)
-                specs[name] = (str(folder / f"{arch.digest()}.json"), arch.digest())
-    rows = {name: Network(name, specs[name][0], specs[name][1], count_params(model), count_macs(model, shape))
-            for name, model in modules.items()}
+                add(f"{arch.digest()}: {described}", str(folder / f"{arch.digest()}.json"), arch.digest(),
+                    space.build(arch))
     return rows, modules
 
 
@@ -186,8 +190,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rows, modules = collect(args, cfg, folder)
-        shape = tuple(int(s) for s in build_node(cfg, "data").input_shape)
+        datamodule = build_node(cfg, "data")  # shapes only: no data is loaded before the training workers
+        shape, classes = tuple(int(s) for s in datamodule.input_shape), int(datamodule.num_classes)
+        rows, modules = collect(args, cfg, shape, classes, folder)
         for name, values in measure(modules, shape, args.rounds, args.repeats).items():
             rows[name].latency_ms, rows[name].rounds_ms = statistics.median(values), tuple(values)
         names = choose(rows, args, size_bounds(cfg))

@@ -43,7 +43,7 @@ def test_an_arch_json_given_as_a_model_is_not_taken_again_from_the_space(bench: 
     arch_file = tmp_path / "arch.json"
     arch.save(arch_file)
     args = bench.parse(["--models", "two_conv_cnn", str(arch_file), "--space", "--bound", "two_conv_cnn"])
-    rows, _ = bench.collect(args, cfg, tmp_path)
+    rows, _ = bench.collect(args, cfg, (1, 28, 28), 10, tmp_path)
     assert set(args.models) < set(rows) and len(rows) == 3
     assert rows[str(arch_file)].seed_key == str(arch_file)
     (other,) = (row for name, row in rows.items() if name not in args.models)
