@@ -474,6 +474,7 @@ class XnnpackTargetConfig:
     warmup: int = 5
     quantize: bool = False
     clock: str = "wall"
+    reference: str | None = None  # a baseline timed in turn with every candidate; figures scaled by it
 
 
 @dataclass

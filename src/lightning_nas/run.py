@@ -112,6 +112,8 @@ def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, SearchMet
         trainer.hardware = target  # measured before training, so its latency can screen a candidate
     elif target is not None:
         evaluator = HardwareEvaluator(evaluator, target)
+    if target is not None and getattr(target, "reference", None) is not None:
+        _calibrate(target, datamodule)
     constraints = _reference_bounds(cfg, datamodule, trainer, target)
     objective = build_node(cfg, "objective", **({} if constraints is None else {"constraints": constraints}))
     if cfg.get("executor") is not None:
@@ -119,6 +121,18 @@ def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, SearchMet
     check_one_batch(datamodule)
     check_budget(space, getattr(objective, "constraints", []))
     return datamodule, space, method, evaluator, objective
+
+
+def _calibrate(target: Any, datamodule: Any) -> None:
+    """Time ``hardware.reference`` alone while the machine is quiet (before any worker starts)."""
+    shape = tuple(int(s) for s in datamodule.input_shape)
+    with torch.random.fork_rng(devices=[]):  # weights do not matter; keep the global RNG
+        model = build_baseline(str(target.reference), shape, int(datamodule.num_classes))
+    try:
+        target.calibrate(model, shape)
+    except Exception as error:
+        raise ConfigError(f"hardware.reference={target.reference!r}: timing it failed: "
+                          f"{type(error).__name__}: {error}") from error
 
 
 def _reference_bounds(cfg: DictConfig, datamodule: Any, trainer: TrainEvaluator | None,

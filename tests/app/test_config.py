@@ -142,6 +142,7 @@ def test_latency_fashion_mnist_preset_bounds_latency_by_the_two_conv_cnn_in_widt
     cfg = _compose(["experiment=fashion_mnist_latency"])
     assert cfg.objective.constraints.max_latency == "two_conv_cnn"
     assert cfg.hardware._target_.endswith("XnnpackTarget") and cfg.hardware.clock == "cpu"
+    assert cfg.hardware.reference == "two_conv_cnn"  # timed in turn with every candidate
     assert cfg.strategy.tournament_size == 3  # the flagship's evolution settings reach this preset too
     space = build_node(cfg, "search_space", input_shape=[1, 28, 28], num_classes=10)
     rng = np.random.default_rng(0)

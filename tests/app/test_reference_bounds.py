@@ -11,7 +11,7 @@ from lightning_nas.baselines import build_baseline
 from lightning_nas.config import ConfigError, register_configs
 from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.hardware.profile import count_params
-from lightning_nas.hardware.targets import CpuTarget
+from lightning_nas.hardware.targets import CpuTarget, XnnpackTarget
 from lightning_nas.run import check
 
 TINY = ["data.max_train_samples=160", "data.max_val_samples=80", "data.max_test_samples=80", "logger=none",
@@ -40,3 +40,19 @@ def test_an_unknown_network_in_a_bound_is_a_config_error_naming_the_key(tmp_path
     with pytest.raises(ConfigError, match=r"^objective\.constraints\.max_latency: 'vgg16' is neither a quantity nor a "
                                           r"known network \(mobilenet_v3_small, resnet_small, two_conv_cnn\)$"):
         check(_cfg(tmp_path, "objective.constraints.max_latency=vgg16"), None)
+
+
+def test_a_hardware_reference_is_timed_alone_before_the_bound_that_names_it(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "hardware=xnnpack", "hardware.clock=cpu", "hardware.reference=two_conv_cnn",
+               "objective.constraints.max_latency=two_conv_cnn")
+    _datamodule, _space, _method, evaluator, objective = check(cfg, None)
+    assert isinstance(evaluator, TrainEvaluator) and isinstance(evaluator.hardware, XnnpackTarget)
+    quiet = evaluator.hardware._reference_ms  # the figure every candidate's is scaled by
+    assert quiet is not None and quiet > 0
+    bound = next(c.bound for c in objective.constraints if c.key == "hw/latency_ms")
+    assert bound == pytest.approx(quiet, rel=0.5)  # the reference timed in turn with itself: its quiet figure
+
+
+def test_an_unknown_hardware_reference_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"hardware\.reference must name a baseline"):
+        check(_cfg(tmp_path, "hardware=xnnpack", "hardware.reference=vgg16"), None)

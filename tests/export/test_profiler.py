@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lightning_nas.export import export_model, planned_memory_bytes, profile_pte
+from lightning_nas.export.profiler import time_in_turn
 
 ARCH = {"width": 4, "kernel": 3, "depth": 1, "block0/op": "conv", "block1/op": "conv", "block2/op": "conv"}
 
@@ -74,3 +75,22 @@ def test_cpu_clock_times_the_calling_thread(pte: Path) -> None:
 def test_rejects_a_wrong_input_shape(pte: Path) -> None:
     with pytest.raises(ValueError, match="does not match"):
         profile_pte(pte, (3, 8, 8), repeats=1)
+
+
+def test_programs_timed_in_turn_get_every_round_and_restore_the_pool(pte: Path, tmp_path: Path) -> None:
+    second = tmp_path / "second.pte"
+    second.write_bytes(pte.read_bytes())
+    before = _pool_size()
+    first_ms, second_ms = time_in_turn([pte, second], (1, 8, 8), rounds=3, repeats=4, warmup=1, clock="cpu")
+    assert len(first_ms) == len(second_ms) == 12
+    assert first_ms == sorted(first_ms) and all(t > 0 for t in first_ms + second_ms)
+    assert _pool_size() == before
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"rounds": 0}, "need rounds >= 1"), ({"repeats": 0}, "need rounds >= 1"),
+    ({"clock": "gpu"}, "clock must be one of"), ({"threads": 2, "clock": "cpu"}, "needs threads=1, got 2"),
+])
+def test_timing_in_turn_checks_its_arguments(pte: Path, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        time_in_turn([pte], (1, 8, 8), **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,30 @@ def test_xnnpack_target_times_the_exported_program(clock: str, caplog: pytest.Lo
     assert logging.getLogger("lightning_nas.export").level == logging.NOTSET  # restored
 
 
+def test_a_reference_timed_in_turn_scales_each_candidate_to_its_quiet_figure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning_nas.export import profiler
+
+    target = XnnpackTarget(threads=1, repeats=5, warmup=1, clock="cpu", reference="two_conv_cnn")
+    with pytest.raises(RuntimeError, match=r"hardware\.reference='two_conv_cnn' needs calibrate"):
+        target.measure(tiny(), SHAPE)
+    quiet = target.calibrate(tiny(), SHAPE)
+    assert quiet > 0 and target.reference == "two_conv_cnn"
+    metrics = target.measure(tiny(), SHAPE)  # the reference itself, timed in turn with itself
+    _positive_finite(metrics, "hw/latency_ms", "hw/latency_unscaled_ms", "hw/reference_ms", "hw/memory_mb")
+    assert metrics["hw/latency_ms"] == pytest.approx(metrics["hw/latency_unscaled_ms"] * quiet
+                                                     / metrics["hw/reference_ms"])
+    # the machine got busy: everything reads 1.5x; the candidate is 2x the reference however busy
+    monkeypatch.setattr(profiler, "time_in_turn", lambda paths, *args, **kwargs: [
+        [3.0 * quiet] * 5, [1.5 * quiet] * 5])
+    busy = pickle.loads(pickle.dumps(target)).measure(tiny(), SHAPE)  # a worker process gets the calibration
+    assert busy["hw/latency_ms"] == pytest.approx(2.0 * quiet)
+    assert busy["hw/latency_unscaled_ms"] == pytest.approx(3.0 * quiet)
+    assert busy["hw/reference_ms"] == pytest.approx(1.5 * quiet)
+    with pytest.raises(ValueError, match=r"hardware\.reference is null"):
+        XnnpackTarget().calibrate(tiny(), SHAPE)
+
+
 @pytest.mark.parametrize(
     ("build", "key"),
     [
@@ -86,6 +111,7 @@ def test_xnnpack_target_times_the_exported_program(clock: str, caplog: pytest.Lo
         (lambda: XnnpackTarget(quantize="yes"), r"hardware\.quantize"),
         (lambda: XnnpackTarget(clock="gpu"), r"hardware\.clock"),
         (lambda: XnnpackTarget(threads=2, clock="cpu"), r"hardware\.threads=1"),
+        (lambda: XnnpackTarget(reference="lenet"), r"hardware\.reference must name a baseline .*two_conv_cnn"),
         (lambda: LookupTableTarget("no/such/table.json"), r"hardware\.table"),
     ],
 )

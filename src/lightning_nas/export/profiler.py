@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["OpTiming", "PteProfile", "planned_memory_bytes", "profile_pte", "runtime_threads"]
+__all__ = ["OpTiming", "PteProfile", "planned_memory_bytes", "profile_pte", "runtime_threads", "time_in_turn"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,44 @@ def _measure(path: Path, input_shape: Sequence[int], repeats: int, warmup: int, 
     _program, method = _load(path, etdump=False)
     x = _input_for(method, input_shape)
     return sorted(_time_calls(method, x, repeats, warmup, clock)), x
+
+
+def time_in_turn(paths: Sequence[str | Path], input_shape: Sequence[int], rounds: int = 5, repeats: int = 4,
+                 warmup: int = 2, threads: int = 1, clock: str = "wall") -> list[list[float]]:
+    """Latencies (ms) of several ``.pte`` files timed in turn, so that they share the machine's load.
+
+    In each of ``rounds`` rounds every program runs ``warmup`` untimed then ``repeats`` timed calls,
+    one program after the other, in reverse order every other round (going first reads slightly
+    slower); a round lasts milliseconds, so a busy machine slows them alike and their ratio holds
+    where each figure alone would not.
+
+    Args:
+        paths: the ``.pte`` files (each ``forward`` takes one float tensor of ``input_shape``).
+        input_shape: one input sample's shape, without the batch dimension.
+        rounds: rounds of turns.
+        repeats: timed calls per program and round.
+        warmup: untimed calls per program and round, run just before its timed ones.
+        threads: size of ExecuTorch's threadpool (``clock="cpu"`` needs 1).
+        clock: ``"wall"`` or ``"cpu"`` (see :data:`CLOCKS`).
+
+    Returns:
+        Per path, its ``rounds * repeats`` latencies, sorted.
+    """
+    if rounds < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need rounds >= 1, repeats >= 1 and warmup >= 0, got {rounds}, {repeats}, {warmup}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"clock 'cpu' times the calling thread only: it needs threads=1, got {threads}")
+    with runtime_threads(threads):  # programs are loaded, run and freed inside
+        loaded = [_load(Path(path), etdump=False) for path in paths]
+        inputs = [_input_for(method, input_shape) for _program, method in loaded]
+        times: list[list[float]] = [[] for _ in paths]
+        turns = list(zip(loaded, inputs, times, strict=True))
+        for round_ in range(rounds):
+            for (_program, method), x, timed in turns if round_ % 2 == 0 else reversed(turns):
+                timed.extend(_time_calls(method, x, repeats, warmup, clock))
+    return [sorted(timed) for timed in times]
 
 
 def _timing(block: str, event: str, raw: Sequence[float], delegated: bool = False, backend: str = "") -> OpTiming:

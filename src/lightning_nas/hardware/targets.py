@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightning_nas.baselines import BASELINES
 from lightning_nas.hardware.base import MIB, HardwareTarget, register_hardware, timing_args
 from lightning_nas.hardware.lookup_table import LayerCall, LookupTable, MissingEntryError, layer_calls
 from lightning_nas.hardware.profile import LatencyStats, measure_latency, peak_activation_memory
@@ -68,8 +69,7 @@ def thread_time_latency(model: nn.Module, input_shape: Sequence[int], repeats: i
         for module, training in flags:
             module.training = training
     ordered = sorted(times)
-    p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
-    return LatencyStats(statistics.median(ordered), p90, statistics.fmean(ordered))
+    return LatencyStats(statistics.median(ordered), _p90(ordered), statistics.fmean(ordered))
 
 
 def _check_clock(clock: object, threads: int) -> None:
@@ -139,35 +139,95 @@ class XnnpackTarget(HardwareTarget):
         clock: ``"wall"``, or ``"cpu"``: each call timed with the calling thread's CPU clock, so a
             search whose workers share the cores still measures what a quiet machine would
             (needs ``threads=1``; with one runtime thread XNNPACK runs on the calling thread).
+        reference: a baseline (e.g. ``"two_conv_cnn"``) timed in turn with every candidate, so
+            the load of a busy machine drops out: :meth:`calibrate` times it once, alone, and each
+            candidate's figures are scaled by that quiet latency over the reference's latency
+            beside the candidate. ``hw/latency_unscaled_ms`` and ``hw/reference_ms`` keep the
+            figures as timed. Even the CPU clock reads 3-15% high while other workers share the
+            cores (caches, memory bandwidth, clock speed), enough to screen out a network at a
+            latency bound; the ratio to the reference does not move with the load.
 
     Example:
         >>> XnnpackTarget(threads=1).measure(model, (1, 16, 16))  # doctest: +SKIP
+        >>> target = XnnpackTarget(threads=1, clock="cpu", reference="two_conv_cnn")  # doctest: +SKIP
+        >>> target.calibrate(build_baseline("two_conv_cnn", (1, 28, 28), 10), (1, 28, 28))  # doctest: +SKIP
     """
 
     name = "xnnpack"
 
     def __init__(self, threads: int = 1, repeats: int = 30, warmup: int = 5, quantize: bool = False,
-                 clock: str = "wall") -> None:
+                 clock: str = "wall", reference: str | None = None) -> None:
         self.threads, self.repeats, self.warmup = timing_args(threads, repeats, warmup)
         if not isinstance(quantize, bool):
             raise ValueError(f"hardware.quantize must be true or false, got {quantize!r}")
         _check_clock(clock, self.threads)
-        self.quantize, self.clock = quantize, clock
+        if reference is not None and reference not in BASELINES:
+            raise ValueError(f"hardware.reference must name a baseline ({', '.join(sorted(BASELINES))}) or be null, "
+                             f"got {reference!r}")
+        self.quantize, self.clock, self.reference = quantize, clock, reference
+        self._reference_program: bytes | None = None  # the reference's .pte, written beside each candidate's
+        self._reference_ms: float | None = None  # its quiet latency, from calibrate
 
-    def measure(self, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
+    def _export(self, model: nn.Module, shape: tuple[int, ...], path: Path) -> float:
+        """Export ``model`` to ``path``; the seconds it took."""
         from lightning_nas.export.exporter import export_model
+
+        example = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
+        start = time.perf_counter()
+        export_model(model, example, path, quantize=self.quantize)
+        return time.perf_counter() - start
+
+    def calibrate(self, model: nn.Module, input_shape: Sequence[int]) -> float:
+        """Export the :attr:`reference` network ``model`` and time it alone, on a machine still quiet;
+        later measurements time it beside each candidate. Returns its quiet median latency (ms)."""
         from lightning_nas.export.profiler import profile_pte
 
+        if self.reference is None:
+            raise ValueError("hardware.reference is null: there is no reference network to calibrate")
         shape = tuple(int(s) for s in input_shape)
-        example = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0))
+        with tempfile.TemporaryDirectory(prefix="lightning_nas_pte_") as tmp, _quiet("lightning_nas.export"):
+            path = Path(tmp) / "reference.pte"
+            self._export(model, shape, path)
+            repeats = max(3 * self.repeats, 30)  # the one figure every candidate's is scaled by
+            quiet = profile_pte(path, shape, repeats, self.warmup, self.threads, clock=self.clock).median_ms
+            self._reference_program = path.read_bytes()
+        self._reference_ms = quiet
+        log.info("hardware.reference %s: %.4f ms alone; each candidate is timed in turn with it", self.reference,
+                 quiet)
+        return quiet
+
+    def measure(self, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
+        from lightning_nas.export.profiler import planned_memory_bytes, profile_pte, time_in_turn
+
+        shape = tuple(int(s) for s in input_shape)
         with tempfile.TemporaryDirectory(prefix="lightning_nas_pte_") as tmp, _quiet("lightning_nas.export"):
             path = Path(tmp) / "model.pte"
-            start = time.perf_counter()
-            export_model(model, example, path, quantize=self.quantize)
-            seconds = time.perf_counter() - start
-            profile = profile_pte(path, shape, self.repeats, self.warmup, self.threads, clock=self.clock)
-        return {"hw/latency_ms": profile.median_ms, "hw/latency_p90_ms": profile.p90_ms,
-                "hw/memory_mb": profile.planned_memory_bytes / MIB, "hw/export_s": seconds}
+            seconds = self._export(model, shape, path)
+            memory = planned_memory_bytes(path) / MIB
+            if self.reference is None:
+                profile = profile_pte(path, shape, self.repeats, self.warmup, self.threads, clock=self.clock)
+                return {"hw/latency_ms": profile.median_ms, "hw/latency_p90_ms": profile.p90_ms,
+                        "hw/memory_mb": memory, "hw/export_s": seconds}
+            if self._reference_program is None or self._reference_ms is None:
+                raise RuntimeError(f"hardware.reference={self.reference!r} needs calibrate(<the reference network>, "
+                                   "input_shape) before the first measurement")
+            reference = Path(tmp) / "reference.pte"
+            reference.write_bytes(self._reference_program)
+            rounds = min(5, self.repeats)
+            candidate_ms, reference_ms = time_in_turn(
+                [path, reference], shape, rounds=rounds, repeats=math.ceil(self.repeats / rounds),
+                warmup=max(1, self.warmup // rounds), threads=self.threads, clock=self.clock)
+        now = statistics.median(reference_ms)
+        scale = self._reference_ms / now
+        median = statistics.median(candidate_ms)
+        return {"hw/latency_ms": median * scale, "hw/latency_p90_ms": _p90(candidate_ms) * scale,
+                "hw/memory_mb": memory, "hw/export_s": seconds, "hw/latency_unscaled_ms": median,
+                "hw/reference_ms": now}
+
+
+def _p90(ordered: Sequence[float]) -> float:
+    """The 90th percentile of sorted latencies."""
+    return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 @contextmanager
