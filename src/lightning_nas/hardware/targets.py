@@ -178,8 +178,9 @@ class XnnpackTarget(HardwareTarget):
         return time.perf_counter() - start
 
     def calibrate(self, model: nn.Module, input_shape: Sequence[int]) -> float:
-        """Export the :attr:`reference` network ``model`` and time it alone, on a machine still quiet;
-        later measurements time it beside each candidate. Returns its quiet median latency (ms)."""
+        """Export the :attr:`reference` network ``model`` and time it alone; later measurements time it
+        beside each candidate. Returns its median latency (ms), the unit every scaled figure is given in:
+        take it on a quiet machine (a bound that names the reference compares ratios either way)."""
         from lightning_nas.export.profiler import profile_pte
 
         if self.reference is None:
