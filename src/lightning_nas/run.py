@@ -125,6 +125,9 @@ def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, SearchMet
 
 def _calibrate(target: Any, datamodule: Any) -> None:
     """Time ``hardware.reference`` alone while the machine is quiet (before any worker starts)."""
+    if target.reference not in BASELINES:
+        raise ConfigError(f"hardware.reference must name a baseline ({', '.join(sorted(BASELINES))}), "
+                          f"got {target.reference!r}")
     shape = tuple(int(s) for s in datamodule.input_shape)
     with torch.random.fork_rng(devices=[]):  # weights do not matter; keep the global RNG
         model = build_baseline(str(target.reference), shape, int(datamodule.num_classes))

@@ -54,5 +54,6 @@ def test_a_hardware_reference_is_timed_alone_before_the_bound_that_names_it(tmp_
 
 
 def test_an_unknown_hardware_reference_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"hardware\.reference must name a baseline"):
+    with pytest.raises(ConfigError, match=r"hardware\.reference must name a baseline \(mobilenet_v3_small, "
+                                          r"resnet_small, two_conv_cnn\), got 'vgg16'"):
         check(_cfg(tmp_path, "hardware=xnnpack", "hardware.reference=vgg16"), None)

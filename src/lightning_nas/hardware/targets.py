@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning_nas.baselines import BASELINES
 from lightning_nas.hardware.base import MIB, HardwareTarget, register_hardware, timing_args
 from lightning_nas.hardware.lookup_table import LayerCall, LookupTable, MissingEntryError, layer_calls
 from lightning_nas.hardware.profile import LatencyStats, measure_latency, peak_activation_memory
@@ -139,7 +138,8 @@ class XnnpackTarget(HardwareTarget):
         clock: ``"wall"``, or ``"cpu"``: each call timed with the calling thread's CPU clock, so a
             search whose workers share the cores still measures what a quiet machine would
             (needs ``threads=1``; with one runtime thread XNNPACK runs on the calling thread).
-        reference: a baseline (e.g. ``"two_conv_cnn"``) timed in turn with every candidate, so
+        reference: the name of a baseline (e.g. ``"two_conv_cnn"``; the app builds it and calls
+            :meth:`calibrate`), timed in turn with every candidate, so
             the load of a busy machine drops out: :meth:`calibrate` times it once, alone, and each
             candidate's figures are scaled by that quiet latency over the reference's latency
             beside the candidate. ``hw/latency_unscaled_ms`` and ``hw/reference_ms`` keep the
@@ -161,9 +161,8 @@ class XnnpackTarget(HardwareTarget):
         if not isinstance(quantize, bool):
             raise ValueError(f"hardware.quantize must be true or false, got {quantize!r}")
         _check_clock(clock, self.threads)
-        if reference is not None and reference not in BASELINES:
-            raise ValueError(f"hardware.reference must name a baseline ({', '.join(sorted(BASELINES))}) or be null, "
-                             f"got {reference!r}")
+        if reference is not None and (not isinstance(reference, str) or not reference):
+            raise ValueError(f"hardware.reference must name a baseline network or be null, got {reference!r}")
         self.quantize, self.clock, self.reference = quantize, clock, reference
         self._reference_program: bytes | None = None  # the reference's .pte, written beside each candidate's
         self._reference_ms: float | None = None  # its quiet latency, from calibrate
