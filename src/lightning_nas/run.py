@@ -124,7 +124,7 @@ def check(cfg: DictConfig, output_dir: Path | None) -> tuple[Any, Any, SearchMet
 
 
 def _calibrate(target: Any, datamodule: Any) -> None:
-    """Time ``hardware.reference`` alone while the machine is quiet (before any worker starts)."""
+    """Time ``hardware.reference`` alone, before the search's workers start (see ``XnnpackTarget.calibrate``)."""
     if target.reference not in BASELINES:
         raise ConfigError(f"hardware.reference must name a baseline ({', '.join(sorted(BASELINES))}), "
                           f"got {target.reference!r}")
