@@ -151,6 +151,14 @@ time: with one runtime thread the whole call runs on it, and time spent waiting 
 busy machine is not counted)."""
 
 
+def _check_clock(clock: str, threads: int) -> None:
+    """``clock`` is one of :data:`CLOCKS`, and ``"cpu"`` runs on one thread."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"clock 'cpu' times the calling thread only: it needs threads=1, got {threads}")
+
+
 def _time_calls(method: Any, x: torch.Tensor, repeats: int, warmup: int, clock: str = "wall") -> list[float]:
     now = CLOCKS[clock]
     for _ in range(warmup):
@@ -194,10 +202,7 @@ def time_in_turn(paths: Sequence[str | Path], input_shape: Sequence[int], rounds
     """
     if rounds < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1, repeats >= 1 and warmup >= 0, got {rounds}, {repeats}, {warmup}")
-    if clock not in CLOCKS:
-        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
-    if clock == "cpu" and threads != 1:
-        raise ValueError(f"clock 'cpu' times the calling thread only: it needs threads=1, got {threads}")
+    _check_clock(clock, threads)
     with runtime_threads(threads):  # programs are loaded, run and freed inside
         loaded = [_load(Path(path), etdump=False) for path in paths]
         inputs = [_input_for(method, input_shape) for _program, method in loaded]
@@ -288,10 +293,7 @@ def profile_pte(
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    if clock not in CLOCKS:
-        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
-    if clock == "cpu" and threads != 1:
-        raise ValueError(f"clock 'cpu' times the calling thread only: it needs threads=1, got {threads}")
+    _check_clock(clock, threads)
     path = Path(path)
     source: str = "none"
     timings: list[OpTiming] = []

@@ -45,6 +45,13 @@ class LatencyStats:
     p90_ms: float
     mean_ms: float
 
+    @classmethod
+    def of(cls, times: Sequence[float]) -> LatencyStats:
+        """The median, 90th percentile and mean of timed passes (ms; at least one)."""
+        ordered = sorted(times)
+        p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+        return cls(statistics.median(ordered), p90, statistics.fmean(ordered))
+
 
 def count_params(model: nn.Module) -> int:
     """Number of trainable parameters (shared parameters counted once).
@@ -145,9 +152,7 @@ def measure_latency(
                 times.append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(previous_threads)
-    ordered = sorted(times)
-    p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
-    return LatencyStats(statistics.median(ordered), p90, statistics.fmean(ordered))
+    return LatencyStats.of(times)
 
 
 class _ActivationTracker(TorchDispatchMode):

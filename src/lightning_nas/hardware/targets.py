@@ -67,8 +67,7 @@ def thread_time_latency(model: nn.Module, input_shape: Sequence[int], repeats: i
         torch.set_num_threads(threads)
         for module, training in flags:
             module.training = training
-    ordered = sorted(times)
-    return LatencyStats(statistics.median(ordered), _p90(ordered), statistics.fmean(ordered))
+    return LatencyStats.of(times)
 
 
 def _check_clock(clock: object, threads: int) -> None:
@@ -219,15 +218,10 @@ class XnnpackTarget(HardwareTarget):
                 warmup=max(1, self.warmup // rounds), threads=self.threads, clock=self.clock)
         now = statistics.median(reference_ms)
         scale = self._reference_ms / now
-        median = statistics.median(candidate_ms)
-        return {"hw/latency_ms": median * scale, "hw/latency_p90_ms": _p90(candidate_ms) * scale,
-                "hw/memory_mb": memory, "hw/export_s": seconds, "hw/latency_unscaled_ms": median,
+        stats = LatencyStats.of(candidate_ms)
+        return {"hw/latency_ms": stats.median_ms * scale, "hw/latency_p90_ms": stats.p90_ms * scale,
+                "hw/memory_mb": memory, "hw/export_s": seconds, "hw/latency_unscaled_ms": stats.median_ms,
                 "hw/reference_ms": now}
-
-
-def _p90(ordered: Sequence[float]) -> float:
-    """The 90th percentile of sorted latencies."""
-    return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 @contextmanager
