@@ -424,6 +424,7 @@ class MultiObjectiveConfig:
     weights: dict[str, float] | None = None
     constraints: dict[str, Any] | None = None
     reference_point: dict[str, float] | None = None
+    score_metrics: dict[str, str | None] | None = None  # in the scalar score only, not on the Pareto front
 
 
 @dataclass

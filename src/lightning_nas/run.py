@@ -26,6 +26,7 @@ from lightning_nas.evaluators.train import TrainEvaluator
 from lightning_nas.export.package import DataInfo, package_architecture
 from lightning_nas.hardware.base import HardwareTarget
 from lightning_nas.hardware.profile import iter_profile
+from lightning_nas.hardware.targets import XnnpackTarget
 from lightning_nas.objectives.front import front_objectives, front_records
 from lightning_nas.objectives.multi import MultiObjective
 from lightning_nas.objectives.reference import parse_reference, resolve_reference_bounds
@@ -141,7 +142,9 @@ def _calibrate(target: Any, datamodule: Any) -> None:
 def _reference_bounds(cfg: DictConfig, datamodule: Any, trainer: TrainEvaluator | None,
                       target: HardwareTarget | None) -> dict[str, object] | None:
     """The objective's constraints with bounds that name a baseline (``0.95x two_conv_cnn``) measured
-    like a candidate (model metrics, then the hardware target's); ``None`` when no bound names one."""
+    like a candidate (model metrics, then the hardware target's); ``None`` when no bound names one.
+    A bound naming ``hardware.reference`` takes its calibrated figures instead: a candidate then meets
+    it by its speed relative to the reference timed beside it, with no second draw of the reference."""
     node = cfg.objective.get("constraints")
     raw = OmegaConf.to_container(node, resolve=True) if node is not None else None
     if not isinstance(raw, dict) or not any(parse_reference(value) for value in raw.values()):
@@ -153,7 +156,9 @@ def _reference_bounds(cfg: DictConfig, datamodule: Any, trainer: TrainEvaluator 
             model = build_baseline(name, shape, int(datamodule.num_classes))
         repeats, threads = (trainer.latency_repeats, trainer.latency_threads) if trainer is not None else (20, 1)
         figures = dict(iter_profile(model, shape, repeats, threads, size_only=target is not None))
-        if target is not None:
+        if isinstance(target, XnnpackTarget) and name == target.reference:
+            figures.update(target.reference_figures())  # calibrated: the unit each candidate's ratio is scaled to
+        elif target is not None:
             figures.update(target.measure(model, shape))
         return figures
 

@@ -42,15 +42,23 @@ def test_an_unknown_network_in_a_bound_is_a_config_error_naming_the_key(tmp_path
         check(_cfg(tmp_path, "objective.constraints.max_latency=vgg16"), None)
 
 
-def test_a_hardware_reference_is_timed_alone_before_the_bound_that_names_it(tmp_path: Path) -> None:
+def test_a_hardware_reference_is_timed_alone_before_the_bound_that_names_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _cfg(tmp_path, "hardware=xnnpack", "hardware.clock=cpu", "hardware.reference=two_conv_cnn",
-               "objective.constraints.max_latency=two_conv_cnn")
+               "objective.constraints.max_latency='0.9x two_conv_cnn'")
+    measured: list[object] = []
+    monkeypatch.setattr(XnnpackTarget, "measure", lambda self, model, shape: measured.append(model) or {})
     _datamodule, _space, _method, evaluator, objective = check(cfg, None)
     assert isinstance(evaluator, TrainEvaluator) and isinstance(evaluator.hardware, XnnpackTarget)
     quiet = evaluator.hardware._reference_ms  # the figure every candidate's is scaled by
     assert quiet is not None and quiet > 0
     bound = next(c.bound for c in objective.constraints if c.key == "hw/latency_ms")
-    assert bound == pytest.approx(quiet, rel=0.5)  # the reference timed in turn with itself: its quiet figure
+    assert bound == pytest.approx(0.9 * quiet, rel=1e-12)  # the calibration itself: no second draw
+    assert measured == []  # nor a second export
+    figures = evaluator.hardware.reference_figures()
+    assert figures["hw/latency_ms"] == quiet and figures["hw/memory_mb"] > 0
+    with pytest.raises(RuntimeError, match=r"hardware\.reference='two_conv_cnn': calibrate"):
+        XnnpackTarget(reference="two_conv_cnn").reference_figures()
 
 
 def test_an_unknown_hardware_reference_is_a_config_error_naming_the_key(tmp_path: Path) -> None:

@@ -107,6 +107,8 @@ def test_controller_front_is_the_shared_front() -> None:
     (Objective({"accuracy": 1.0, "latency": -0.5}), "score = +1*accuracy -0.5*latency"),
     (MultiObjective({"accuracy": "max", "latency": "min"}, weights={"accuracy": 1, "latency": 0.1}),
      "score = +1*accuracy -0.1*latency"),
+    (MultiObjective({"accuracy": "max"}, weights={"accuracy": 1, "macs": 0.003}, score_metrics={"macs": "max"}),
+     "score = +1*accuracy +0.003*macs"),
 ])
 def test_score_label(objective: object, label: str) -> None:
     assert score_label(objective) == label

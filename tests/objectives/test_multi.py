@@ -76,6 +76,22 @@ def test_front_and_hypervolume_on_records() -> None:
     assert objective.front([]) == []
 
 
+def test_score_metrics_count_in_the_score_and_stay_off_the_front() -> None:
+    objective = MultiObjective({"accuracy": "max", "latency": "min"}, weights={"accuracy": 1.0, "macs": 0.01},
+                               score_metrics={"macs": "max"}, constraints={"max_latency": "50ms"})
+    small, large = result(0.9, 20.0, **{"model/macs": 1e6}), result(0.89, 10.0, **{"model/macs": 3e6})
+    assert objective(small) == pytest.approx(0.91) and objective(large) == pytest.approx(0.92)  # capacity decides
+    assert objective.keys == ["search/val_acc", "hw/latency_ms"]  # vectors, front and hypervolume: no MACs
+    np.testing.assert_array_equal(objective.vector(large), [0.89, 10.0])
+    assert objective.front([small, large]) == [small, large]  # MACs would not make small dominated either way
+    assert objective.score_directions == {"accuracy": "max", "latency": "min", "macs": "max"}
+    missing = result(0.95, 10.0)  # no MACs: it cannot be scored
+    assert objective.violation(missing) == math.inf and objective(missing) == -math.inf
+    unweighted = MultiObjective(weights={"accuracy": 1.0}, score_metrics={"macs": "max"})
+    assert unweighted(missing) == pytest.approx(0.95)  # a score metric at weight 0 is not needed
+    assert "score_metrics={'macs': 'max'}" in repr(objective)
+
+
 def test_reference_defaults() -> None:
     explicit = MultiObjective(reference_point={"latency": 70.0})
     assert explicit.reference([result(0.5, 10.0)]).tolist() == [0.0, 70.0]
@@ -94,7 +110,8 @@ def test_reference_defaults() -> None:
         ({"metrics": {}}, r"objective\.metrics must name"),
         ({"metrics": {"speed": "max"}}, r"objective\.metrics\.speed: .*unknown metric"),
         ({"metrics": {"latency": "lowest"}}, r"objective\.metrics\.latency must be 'max' or 'min'"),
-        ({"weights": {"params": 1.0}}, r"objective\.weights\.params is not one of objective\.metrics"),
+        ({"weights": {"params": 1.0}},
+         r"objective\.weights\.params is not one of objective\.metrics or objective\.score_metrics"),
         ({"weights": {"latency": -0.5}}, r"objective\.weights\.latency must be a finite number >= 0"),
         ({"weights": {"latency": math.nan}}, r"objective\.weights\.latency must be a finite number"),
         ({"weights": {"accuracy": 0.0}}, r"objective\.weights must give"),
@@ -102,6 +119,9 @@ def test_reference_defaults() -> None:
         ({"constraints": {"max_latency": "1h"}}, r"objective\.constraints\.max_latency: unknown unit"),
         ({"reference_point": {"params": 1.0}}, r"objective\.reference_point\.params is not one of"),
         ({"reference_point": {"latency": "x"}}, r"objective\.reference_point\.latency must be a finite"),
+        ({"score_metrics": {"latency": "min"}}, r"objective\.score_metrics\.latency is also in objective\.metrics"),
+        ({"score_metrics": {"speed": "max"}}, r"objective\.score_metrics\.speed: .*unknown metric"),
+        ({"score_metrics": {"macs": "more"}}, r"objective\.score_metrics\.macs must be 'max' or 'min'"),
     ],
 )
 def test_eager_validation_names_the_key(kwargs: dict[str, object], message: str) -> None:

@@ -165,6 +165,7 @@ class XnnpackTarget(HardwareTarget):
         self.quantize, self.clock, self.reference = quantize, clock, reference
         self._reference_program: bytes | None = None  # the reference's .pte, written beside each candidate's
         self._reference_ms: float | None = None  # its quiet latency, from calibrate
+        self._reference_figures: dict[str, float] | None = None  # all of calibrate's figures
 
     def _export(self, model: nn.Module, shape: tuple[int, ...], path: Path) -> float:
         """Export ``model`` to ``path``; the seconds it took."""
@@ -179,21 +180,34 @@ class XnnpackTarget(HardwareTarget):
         """Export the :attr:`reference` network ``model`` and time it alone; later measurements time it
         beside each candidate. Returns its median latency (ms), the unit every scaled figure is given in:
         take it on a quiet machine (a bound that names the reference compares ratios either way)."""
-        from lightning_nas.export.profiler import profile_pte
+        from lightning_nas.export.profiler import planned_memory_bytes, profile_pte
 
         if self.reference is None:
             raise ValueError("hardware.reference is null: there is no reference network to calibrate")
         shape = tuple(int(s) for s in input_shape)
         with tempfile.TemporaryDirectory(prefix="lightning_nas_pte_") as tmp, _quiet("lightning_nas.export"):
             path = Path(tmp) / "reference.pte"
-            self._export(model, shape, path)
+            seconds = self._export(model, shape, path)
             repeats = max(3 * self.repeats, 30)  # the one figure every candidate's is scaled by
-            quiet = profile_pte(path, shape, repeats, self.warmup, self.threads, clock=self.clock).median_ms
+            profile = profile_pte(path, shape, repeats, self.warmup, self.threads, clock=self.clock)
             self._reference_program = path.read_bytes()
+            memory = planned_memory_bytes(path) / MIB
+        quiet = profile.median_ms
         self._reference_ms = quiet
+        self._reference_figures = {"hw/latency_ms": quiet, "hw/latency_p90_ms": profile.p90_ms,
+                                   "hw/memory_mb": memory, "hw/export_s": seconds}
         log.info("hardware.reference %s: %.4f ms alone; each candidate is timed in turn with it", self.reference,
                  quiet)
         return quiet
+
+    def reference_figures(self) -> dict[str, float]:
+        """The :attr:`reference`'s own figures from :meth:`calibrate` (``hw/latency_ms`` is the unit of every
+        scaled figure): a bound that names the reference is exactly this, so a candidate meets
+        ``max_latency: 0.95x <reference>`` when it ran at most 0.95x the reference's speed beside it."""
+        if self._reference_figures is None:
+            raise RuntimeError(f"hardware.reference={self.reference!r}: calibrate(<the reference network>, "
+                               "input_shape) has not run")
+        return dict(self._reference_figures)
 
     def measure(self, model: nn.Module, input_shape: Sequence[int]) -> dict[str, float]:
         from lightning_nas.export.profiler import planned_memory_bytes, profile_pte, time_in_turn

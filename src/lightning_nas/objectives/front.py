@@ -91,7 +91,9 @@ def score_label(objective: object = None) -> str:
     if not isinstance(weights, dict):
         default = objective is None or getattr(objective, "__name__", "") == "default_score"
         return "accuracy" if default else "score"
-    directions = dict(zip(getattr(objective, "names", []), getattr(objective, "directions", []), strict=False))
+    directions = getattr(objective, "score_directions", None)  # a MultiObjective's score-only metrics too
+    if not isinstance(directions, dict):
+        directions = dict(zip(getattr(objective, "names", []), getattr(objective, "directions", []), strict=False))
     signed = {n: (w if directions.get(n, "max") == "max" else -w) for n, w in weights.items() if w}
     if len(signed) == 1 and next(iter(signed.values())) == 1.0:
         name = next(iter(signed))

@@ -39,15 +39,28 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_metrics(where: str, given: Mapping[str, str | None]) -> dict[str, str]:
+    """``given`` without the names set to ``None`` (a config drops one a preset it extends names), checked."""
+    chosen = {name: direction for name, direction in given.items() if direction is not None}
+    for name, direction in chosen.items():
+        try:
+            metric_key(name)
+        except ValueError as error:
+            raise ValueError(f"{where}.{name}: {error}") from None
+        if direction not in ("max", "min"):
+            raise ValueError(f"{where}.{name} must be 'max' or 'min', got {direction!r}")
+    return chosen
+
+
 class MultiObjective:
     """Several metrics to optimise at once, under constraints.
 
     Strategies that understand Pareto dominance (NSGA-II) read :meth:`vector` and
     :meth:`violation`; everything else calls the object like :class:`Objective` and gets a scalar:
     the weighted sum ``sum(weight * value * METRIC_SCALES[name])`` (negated for ``"min"`` metrics)
-    for a feasible candidate, ``INFEASIBLE_SCORE - violation`` for an infeasible one (so it ranks
-    below every feasible candidate and infeasible ones rank by violation), and ``-inf`` for a
-    failed candidate or one missing an objective metric.
+    over ``metrics`` and ``score_metrics`` for a feasible candidate, ``INFEASIBLE_SCORE - violation``
+    for an infeasible one (so it ranks below every feasible candidate and infeasible ones rank by
+    violation), and ``-inf`` for a failed candidate or one missing an objective metric.
 
     Args:
         metrics: metric name (alias such as ``"latency"`` or ``stage/metric``) -> ``"max"``/``"min"``;
@@ -57,6 +70,10 @@ class MultiObjective:
             Default: 1 for the first metric and 0 for the others.
         constraints: e.g. ``{"max_latency": "100ms", "min_accuracy": "75%"}``
             (see :func:`~lightning_nas.objectives.constraints.parse_constraints`).
+        score_metrics: metrics that count in the scalar score only (with their ``weights``), left out
+            of the Pareto front, its hypervolume and NSGA-II's vectors: e.g. ``{"macs": "max"}`` to
+            break near-ties between accuracies by capacity without calling more MACs better on the
+            front. Same form as ``metrics``; a name may not be in both.
         reference_point: metric name -> hypervolume reference value. A metric left out uses the
             bound of a constraint on it, else 0 for accuracy, else the worst value among the
             feasible records given, pushed out by 10% of their range.
@@ -66,6 +83,11 @@ class MultiObjective:
         ...                            constraints={"max_latency": "50ms"})
         >>> objective(EvalResult("ok", {"search/val_acc": 0.9, "hw/latency_ms": 20.0}))
         0.9
+        >>> capacity = MultiObjective({"accuracy": "max", "latency": "min"}, {"accuracy": 1.0, "macs": 0.01},
+        ...                           score_metrics={"macs": "max"})
+        >>> capacity.names, capacity(EvalResult("ok", {"search/val_acc": 0.9, "hw/latency_ms": 2.0,
+        ...                                            "model/macs": 3e6}))
+        (['accuracy', 'latency'], 0.93)
     """
 
     def __init__(
@@ -74,21 +96,23 @@ class MultiObjective:
         weights: Mapping[str, float] | None = None,
         constraints: Mapping[str, str | float] | None = None,
         reference_point: Mapping[str, float] | None = None,
+        score_metrics: Mapping[str, str | None] | None = None,
     ) -> None:
         given = dict(metrics) if metrics is not None else {"accuracy": "max", "latency": "min"}
-        chosen = {name: direction for name, direction in given.items() if direction is not None}  # null drops one
+        chosen = _check_metrics("objective.metrics", given)
         if not chosen:
             raise ValueError("objective.metrics must name at least one metric")
-        for name, direction in chosen.items():
-            try:
-                metric_key(name)
-            except ValueError as error:
-                raise ValueError(f"objective.metrics.{name}: {error}") from None
-            if direction not in ("max", "min"):
-                raise ValueError(f"objective.metrics.{name} must be 'max' or 'min', got {direction!r}")
+        score_only = _check_metrics("objective.score_metrics", dict(score_metrics or {}))
+        for name in score_only:
+            if name in chosen:
+                raise ValueError(f"objective.score_metrics.{name} is also in objective.metrics: a metric is either "
+                                 "on the Pareto front or in the score only")
         self.names: list[str] = list(chosen)
         self.directions: list[str] = [chosen[name] for name in self.names]
         self.keys: list[str] = [metric_key(name) for name in self.names]
+        self.score_metrics: dict[str, str] = score_only
+        self.score_directions: dict[str, str] = {**chosen, **score_only}
+        """Every metric the scalar score reads (the front's, then the score-only ones) -> its direction."""
         self.weights = self._check_weights(weights)
         self.constraints: list[Constraint] = parse_constraints(constraints)
         self.reference_point = self._check_reference(reference_point)
@@ -96,10 +120,11 @@ class MultiObjective:
     def _check_weights(self, weights: Mapping[str, float] | None) -> dict[str, float]:
         if weights is None:
             return {name: float(i == 0) for i, name in enumerate(self.names)}
-        checked = dict.fromkeys(self.names, 0.0)
+        checked = dict.fromkeys(self.score_directions, 0.0)
         for name, weight in weights.items():
             if name not in checked:
-                raise ValueError(f"objective.weights.{name} is not one of objective.metrics {self.names}")
+                raise ValueError(f"objective.weights.{name} is not one of objective.metrics or "
+                                 f"objective.score_metrics {list(checked)}")
             if not _is_number(weight) or weight < 0:
                 raise ValueError(f"objective.weights.{name} must be a finite number >= 0 (the direction "
                                  f"gives the sign), got {weight!r}")
@@ -142,7 +167,14 @@ class MultiObjective:
             return float(known)
         if math.inf in parts or not np.isfinite(self.vector(result)).all():
             return math.inf
+        if not all(math.isfinite(self._value(result, name)) for name in self.score_metrics if self.weights[name]):
+            return math.inf
         return 0.0
+
+    @staticmethod
+    def _value(result: EvalResult, name: str) -> float:
+        value = result.metrics.get(metric_key(name), math.nan)
+        return float(value) if _is_number(value) else math.nan
 
     def feasible(self, result: EvalResult) -> bool:
         """Whether ``result`` succeeded, has every objective and meets every constraint.
@@ -157,9 +189,10 @@ class MultiObjective:
         if violation > 0:
             return INFEASIBLE_SCORE - violation
         total = 0.0
-        for name, direction, value in zip(self.names, self.directions, self.vector(result), strict=True):
-            sign = 1.0 if direction == "max" else -1.0
-            total += self.weights[name] * sign * float(value) * METRIC_SCALES.get(name, 1.0)
+        for name, direction in self.score_directions.items():
+            if self.weights[name]:
+                sign = 1.0 if direction == "max" else -1.0
+                total += self.weights[name] * sign * self._value(result, name) * METRIC_SCALES.get(name, 1.0)
         return max(round(total, 12), FEASIBLE_FLOOR)
 
     def _feasible_points(self, records: Iterable[RecordT]) -> tuple[list[RecordT], NDArray[np.float64]]:
@@ -225,7 +258,8 @@ class MultiObjective:
     def __repr__(self) -> str:
         metrics = dict(zip(self.names, self.directions, strict=True))
         constraints = [str(c) for c in self.constraints]
-        return f"MultiObjective(metrics={metrics}, weights={self.weights}, constraints={constraints})"
+        extra = f", score_metrics={self.score_metrics}" if self.score_metrics else ""
+        return f"MultiObjective(metrics={metrics}{extra}, weights={self.weights}, constraints={constraints})"
 
 
 class ScalarObjective:
