@@ -30,14 +30,15 @@ def top_records(history: History, score: ScoreFn, k: int) -> list[Record]:
 
 
 def format_metric(name: str, value: float | None) -> str:
-    """Human units: 1.23M params, 4.5M MACs, 3 decimals for accuracies, 2 for ms and MB."""
+    """Human units: 1.23M params, 4.5M MACs, 4 decimals for accuracies; 2 for ms and MB from 1 up and three
+    significant digits below (an XNNPACK program's 0.0402 ms, its planned 0.00351 MB)."""
     if value is None or not math.isfinite(value):
         return "-"
     if name in ("model/params", "model/macs"):
         return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value / 1e3:.1f}K"
     if "acc" in name:
         return f"{value:.4f}"
-    return f"{value:.2f}"
+    return f"{value:.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
 
 
 def _render(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
