@@ -31,7 +31,7 @@ from torch import nn
 from lightning_nas.arch import Architecture
 from lightning_nas.config import build_node
 from lightning_nas.export import export_model
-from lightning_nas.export.profiler import profile_pte
+from lightning_nas.export.profiler import rounds_in_turn
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.results import strict_json
 from lightning_nas.spaces.base import SearchSpace
@@ -71,16 +71,14 @@ def networks(models: list[str], cfg: Any, shape: tuple[int, ...], classes: int,
 
 
 def measure(models: dict[str, nn.Module], shape: tuple[int, ...], rounds: int, repeats: int) -> dict[str, list[float]]:
-    """Each model's median latency (ms) in every round, the models timed in turn within a round."""
+    """Each model's median latency (ms) in every round, the models timed in turn within a round
+    (``rounds_in_turn``: one thread, wall clock, 3 warm-up calls per round, every other round reversed)."""
     with tempfile.TemporaryDirectory() as folder:
-        files = {}
-        for name, model in models.items():
-            files[name] = export_model(model.eval(), torch.zeros(1, *shape), Path(folder) / f"{len(files)}.pte").path
-        medians: dict[str, list[float]] = {name: [] for name in models}
-        for _ in range(rounds):
-            for name, path in files.items():
-                medians[name].append(profile_pte(path, shape, repeats=repeats, warmup=3, threads=1).median_ms)
-    return medians
+        files = [export_model(model.eval(), torch.zeros(1, *shape), Path(folder) / f"{i}.pte").path
+                 for i, model in enumerate(models.values())]
+        by_round = rounds_in_turn(files, shape, rounds=rounds, repeats=repeats, warmup=3, threads=1)
+    return {name: [statistics.median(round_) for round_ in program] for name, program in zip(models, by_round,
+                                                                                            strict=True)}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lightning_nas.export import export_model, planned_memory_bytes, profile_pte
-from lightning_nas.export.profiler import time_in_turn
+from lightning_nas.export.profiler import rounds_in_turn, time_in_turn
 
 ARCH = {"width": 4, "kernel": 3, "depth": 1, "block0/op": "conv", "block1/op": "conv", "block2/op": "conv"}
 
@@ -85,6 +85,9 @@ def test_programs_timed_in_turn_get_every_round_and_restore_the_pool(pte: Path, 
     assert len(first_ms) == len(second_ms) == 12
     assert first_ms == sorted(first_ms) and all(t > 0 for t in first_ms + second_ms)
     assert _pool_size() == before
+    by_round = rounds_in_turn([pte, second], (1, 8, 8), rounds=3, repeats=4, warmup=1, clock="cpu")
+    assert [[len(r) for r in program] for program in by_round] == [[4, 4, 4], [4, 4, 4]]  # kept by round
+    assert all(t > 0 for program in by_round for r in program for t in r)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["OpTiming", "PteProfile", "planned_memory_bytes", "profile_pte", "runtime_threads", "time_in_turn"]
+__all__ = ["OpTiming", "PteProfile", "planned_memory_bytes", "profile_pte", "rounds_in_turn", "runtime_threads",
+           "time_in_turn"]
 
 log = logging.getLogger(__name__)
 
@@ -198,20 +199,27 @@ def time_in_turn(paths: Sequence[str | Path], input_shape: Sequence[int], rounds
         clock: ``"wall"`` or ``"cpu"`` (see :data:`CLOCKS`).
 
     Returns:
-        Per path, its ``rounds * repeats`` latencies, sorted.
+        Per path, its ``rounds * repeats`` latencies, sorted (:func:`rounds_in_turn` keeps the rounds apart).
     """
+    by_round = rounds_in_turn(paths, input_shape, rounds, repeats, warmup, threads, clock)
+    return [sorted(t for round_ in program for t in round_) for program in by_round]
+
+
+def rounds_in_turn(paths: Sequence[str | Path], input_shape: Sequence[int], rounds: int = 5, repeats: int = 4,
+                   warmup: int = 2, threads: int = 1, clock: str = "wall") -> list[list[list[float]]]:
+    """:func:`time_in_turn`'s latencies (ms) kept by round: per path, per round, its ``repeats`` calls in order."""
     if rounds < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1, repeats >= 1 and warmup >= 0, got {rounds}, {repeats}, {warmup}")
     _check_clock(clock, threads)
     with runtime_threads(threads):  # programs are loaded, run and freed inside
         loaded = [_load(Path(path), etdump=False) for path in paths]
         inputs = [_input_for(method, input_shape) for _program, method in loaded]
-        times: list[list[float]] = [[] for _ in paths]
+        times: list[list[list[float]]] = [[] for _ in paths]
         turns = list(zip(loaded, inputs, times, strict=True))
         for round_ in range(rounds):
             for (_program, method), x, timed in turns if round_ % 2 == 0 else reversed(turns):
-                timed.extend(_time_calls(method, x, repeats, warmup, clock))
-    return [sorted(timed) for timed in times]
+                timed.append(_time_calls(method, x, repeats, warmup, clock))
+    return times
 
 
 def _timing(block: str, event: str, raw: Sequence[float], delegated: bool = False, backend: str = "") -> OpTiming:
