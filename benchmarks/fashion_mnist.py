@@ -9,7 +9,8 @@ them afterwards instead). The slowest baseline bounds every network's epochs, so
 the search's workers and the other baselines run at a lower priority (``--search-nice``), and once
 the experiment and the other baselines are done (the plan gives the experiment a deadline for
 this), the slowest baseline trains on every core. When all training is done, every model is
-exported to ExecuTorch and profiled on a quiet machine, and the script prints test accuracy,
+exported to ExecuTorch and the ``.pte`` files are timed in turn on a quiet machine (rounds of calls, so a
+drift of the machine hits every network alike), and the script prints test accuracy,
 parameters, MACs, ExecuTorch latency, training time (wall and CPU) and the wall time of every
 stage, next to published Fashion-MNIST results. Results go to ``<output>/results.json`` and ``<output>/results.md``.
 
@@ -27,6 +28,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -50,7 +52,7 @@ from lightning_nas.evaluators.precision import (
 )
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
-from lightning_nas.export.profiler import profile_pte
+from lightning_nas.export.profiler import profile_pte, rounds_in_turn
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds, format_seconds, measure_throughput, parse_duration, torch_threads
 from lightning_nas.results import strict_json
@@ -117,14 +119,33 @@ def compose_config(preset: str, output_dir: Path, quick: bool, data_dir: str | N
         raise SystemExit(f"fashion_mnist: {error}") from error
 
 
-def executorch_latency(model: torch.nn.Module, input_shape: tuple[int, ...], folder: Path,
-                       repeats: int) -> tuple[float | None, str]:
-    """Median ExecuTorch (XNNPACK) latency at batch 1 on one thread, or the export error."""
+def export_pte(model: torch.nn.Module, input_shape: tuple[int, ...], folder: Path) -> tuple[Path | None, str]:
+    """The model exported to ExecuTorch (XNNPACK) as ``folder/model.pte``, or the export error."""
     try:
-        report = export_model(model, torch.zeros(1, *input_shape), folder / "model.pte")
-        return profile_pte(report.path, input_shape, repeats=repeats, warmup=3, threads=1).median_ms, ""
+        return export_model(model, torch.zeros(1, *input_shape), folder / "model.pte").path, ""
     except Exception as error:  # a failed export is reported, not fatal
         return None, f"{type(error).__name__}: {error}"
+
+
+def time_ptes(paths: list[Path], input_shape: tuple[int, ...], repeats: int) -> list[float | None]:
+    """Each ``.pte``'s median latency (ms) at batch 1 on one thread, all timed in turn (``rounds_in_turn``: a
+    drift of the machine hits every network alike, which decides between two equally fast ones); a program
+    that cannot be timed with the others is timed alone, and ``None`` when that fails too."""
+    rounds = min(5, repeats)
+    try:
+        by_round = rounds_in_turn(paths, input_shape, rounds=rounds, repeats=math.ceil(repeats / rounds), warmup=3,
+                                  threads=1)
+        return [statistics.median(t for round_ in program for t in round_) for program in by_round]
+    except Exception as error:
+        log.warning("timing the .pte files in turn failed (%s); timing each alone", error)
+    medians: list[float | None] = []
+    for path in paths:
+        try:
+            medians.append(profile_pte(path, input_shape, repeats=repeats, warmup=3, threads=1).median_ms)
+        except Exception as error:
+            log.warning("profiling %s failed: %s", path, error)
+            medians.append(None)
+    return medians
 
 
 def train_baseline(name: str, evaluator: TrainEvaluator, input_shape: tuple[int, ...], num_classes: int,
@@ -331,25 +352,29 @@ def cpu_reaped_during(jobs: list[BaselineJob], start: float, end: float) -> floa
 
 def profile_models(rows: list[ModelFigures], summary: dict[str, Any], folder: Path, input_shape: tuple[int, ...],
                    repeats: int) -> None:
-    """Export the baselines and profile every model's ``.pte`` (1 thread, batch 1), filling ``executorch_ms``.
+    """Export the baselines and time every model's ``.pte`` in turn (1 thread, batch 1), filling ``executorch_ms``.
 
     Runs after all training so that no latency is taken while other work shares the cores; the
     searched model's ``.pte`` is the one in its deploy package (the manifest's figure is the fallback).
     """
     searched, *baselines = rows
+    timed: list[tuple[ModelFigures, Path]] = []
     pte = next((Path(item["deploy"]) / "model.pte" for item in summary.get("exported", []) if item.get("deploy")),
                None)
     if pte is not None and pte.is_file():
-        try:
-            searched.executorch_ms = profile_pte(pte, input_shape, repeats=repeats, warmup=3, threads=1).median_ms
-        except Exception as error:  # keep the deploy manifest's figure
-            log.warning("profiling %s failed (%s); using the deploy manifest's latency", pte, error)
+        timed.append((searched, pte))
     for row in baselines:
         model_file = folder / row.name / "model.pt"
         if row.export_error or not model_file.is_file():
             continue
-        model = torch.load(model_file, weights_only=False)
-        row.executorch_ms, row.export_error = executorch_latency(model, input_shape, folder / row.name, repeats)
+        path, row.export_error = export_pte(torch.load(model_file, weights_only=False), input_shape, folder / row.name)
+        if path is not None:
+            timed.append((row, path))
+    for (row, path), median in zip(timed, time_ptes([path for _, path in timed], input_shape, repeats), strict=True):
+        if median is not None:
+            row.executorch_ms = median
+        elif row is not searched:  # the searched model keeps its deploy manifest's figure
+            row.export_error = f"profiling {path} failed"
 
 
 def searched_figures(summary: dict[str, Any], configured_limit: object = 1.0) -> ModelFigures:

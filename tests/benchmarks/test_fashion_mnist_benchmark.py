@@ -77,6 +77,27 @@ def test_quick_run_reports_every_figure(bench: ModuleType, tmp_path: Path, mode:
     assert (out / "baselines" / "two_conv_cnn" / "model.pte").is_file()
 
 
+def test_the_models_are_timed_in_turn_and_alone_when_that_fails(bench: ModuleType, tmp_path: Path) -> None:
+    shape = (1, 8, 8)
+    path, error = bench.export_pte(build_baseline("two_conv_cnn", shape, 10), shape, tmp_path / "two")
+    assert error == "" and path is not None and path.is_file()
+    copy = tmp_path / "copy.pte"
+    copy.write_bytes(path.read_bytes())
+    both = bench.time_ptes([path, copy], shape, repeats=4)
+    assert len(both) == 2 and all(ms is not None and ms > 0 for ms in both)
+    broken = tmp_path / "broken.pte"
+    broken.write_bytes(b"not a program")
+    alone = bench.time_ptes([path, broken], shape, repeats=2)  # the in-turn load fails: each is timed alone
+    assert alone[0] is not None and alone[0] > 0 and alone[1] is None
+
+    class Broken(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("no forward here")
+
+    failed_path, failed = bench.export_pte(Broken(), shape, tmp_path / "broken")
+    assert failed_path is None and "no forward here" in failed  # an export error is a message, not an exception
+
+
 def test_failed_baseline_worker_is_reported_not_fatal(bench: ModuleType, tmp_path: Path) -> None:
     job = bench.BaselineJob("two_conv_cnn", tmp_path / "missing.yaml", tmp_path / "baselines")
     row, seconds = job.result()
