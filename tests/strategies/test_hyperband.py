@@ -152,6 +152,20 @@ def test_train_multi_fidelity_continues_checkpoint(toy_space: SearchSpace, tmp_p
     assert ckpt2 != ckpt and "model/params" in second.metrics
 
 
+def test_a_promotion_trains_on_a_schedule_to_its_own_budget(toy_space: SearchSpace, tmp_path: Path) -> None:
+    """The checkpoint's learning-rate schedule ended with its budget: a promotion decays to the new one instead of
+    restoring the old end (which left the learning rate at 0, so a promoted candidate never changed)."""
+    fidelity = TrainMultiFidelity(TrainEvaluator(TinyData(), max_epochs=1, latency_repeats=1), folder=str(tmp_path))
+    arch = toy_space.sample(np.random.default_rng(0))
+    _, ckpt = fidelity.evaluate_at(toy_space, arch, 1, None)
+    _, ckpt2 = fidelity.evaluate_at(toy_space, arch, 3, ckpt)
+    before, after = (torch.load(path, weights_only=False) for path in (ckpt, ckpt2))
+    weights = [k for k, v in before["state_dict"].items() if k.endswith("weight") and v.dim() > 1]
+    assert weights and all(not torch.equal(before["state_dict"][k], after["state_dict"][k]) for k in weights)
+    schedules = [c["lr_schedulers"][0]["lr_lambdas"][0]["total_steps"] for c in (before, after)]
+    assert schedules == [2, 6]  # 2 steps an epoch: the promotion's decay ends at its own 3 epochs
+
+
 def test_train_multi_fidelity_reports_epochs_run_and_screens(toy_space: SearchSpace, tmp_path: Path) -> None:
     evaluator = TrainEvaluator(TinyData(), max_epochs=1, latency_repeats=1)
     fidelity = TrainMultiFidelity(evaluator, folder=str(tmp_path))

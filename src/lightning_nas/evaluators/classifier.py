@@ -198,6 +198,15 @@ class ClassificationModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, int(total)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A fit that continues a checkpoint (a multi-fidelity promotion to more epochs) decays its learning rate
+        to its own end: the schedule's saved length is left out, so the new :class:`WarmupCosine` (built for this
+        fit's total steps) carries on from the checkpoint's step. Restoring it would keep the old end, where the
+        multiplier is 0, and the continued epochs would not train."""
+        for state in checkpoint.get("lr_schedulers", []):
+            if isinstance(state, dict) and "lr_lambdas" in state:
+                state["lr_lambdas"] = [None] * len(state["lr_lambdas"])  # LambdaLR skips a None when loading
+
     def _record_fit_metrics(self) -> None:
         metrics: Mapping[str, Any] = self.trainer.callback_metrics
         self.fit_metrics = {
