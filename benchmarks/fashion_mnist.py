@@ -52,7 +52,7 @@ from lightning_nas.evaluators.precision import (
 )
 from lightning_nas.evaluators.train import TrainEvaluator, derive_seed, seeded
 from lightning_nas.export.exporter import export_model
-from lightning_nas.export.profiler import profile_pte, rounds_in_turn
+from lightning_nas.export.profiler import profile_pte, time_in_turn
 from lightning_nas.hardware.profile import count_macs, count_params
 from lightning_nas.planner import cpu_seconds, format_seconds, measure_throughput, parse_duration, torch_threads
 from lightning_nas.results import strict_json
@@ -128,14 +128,14 @@ def export_pte(model: torch.nn.Module, input_shape: tuple[int, ...], folder: Pat
 
 
 def time_ptes(paths: list[Path], input_shape: tuple[int, ...], repeats: int) -> list[float | None]:
-    """Each ``.pte``'s median latency (ms) at batch 1 on one thread, all timed in turn (``rounds_in_turn``: a
+    """Each ``.pte``'s median latency (ms) at batch 1 on one thread, all timed in turn (``time_in_turn``: a
     drift of the machine hits every network alike, which decides between two equally fast ones); a program
     that cannot be timed with the others is timed alone, and ``None`` when that fails too."""
     rounds = min(5, repeats)
     try:
-        by_round = rounds_in_turn(paths, input_shape, rounds=rounds, repeats=math.ceil(repeats / rounds), warmup=3,
-                                  threads=1)
-        return [statistics.median(t for round_ in program for t in round_) for program in by_round]
+        timed = time_in_turn(paths, input_shape, rounds=rounds, repeats=math.ceil(repeats / rounds), warmup=3,
+                             threads=1)
+        return [statistics.median(times) for times in timed]
     except Exception as error:
         log.warning("timing the .pte files in turn failed (%s); timing each alone", error)
     medians: list[float | None] = []

@@ -50,7 +50,7 @@ def test_a_hardware_reference_is_timed_alone_before_the_bound_that_names_it(
     monkeypatch.setattr(XnnpackTarget, "measure", lambda self, model, shape: measured.append(model) or {})
     _datamodule, _space, _method, evaluator, objective = check(cfg, None)
     assert isinstance(evaluator, TrainEvaluator) and isinstance(evaluator.hardware, XnnpackTarget)
-    quiet = evaluator.hardware._reference_ms  # the figure every candidate's is scaled by
+    quiet = evaluator.hardware.reference_figures()["hw/latency_ms"]  # the figure every candidate's is scaled by
     assert quiet is not None and quiet > 0
     bound = next(c.bound for c in objective.constraints if c.key == "hw/latency_ms")
     assert bound == pytest.approx(0.9 * quiet, rel=1e-12)  # the calibration itself: no second draw
