@@ -118,6 +118,7 @@ class EfficientConvNetConfig:
     dropout: float = 0.0
     pool_size: int = 1
     channel_divisor: int = 8
+    stem_multipliers: list[float] | None = None
 
 
 @dataclass

@@ -114,3 +114,34 @@ def test_channel_divisor_rounds_every_width_to_its_multiples() -> None:
     assert sixteen.build(arch)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="channel_divisor must be a positive int, got 0"):
         HybridConvNetSpace((1, 28, 28), 10, channel_divisor=0, **SMALL)
+
+
+def test_stem_multipliers_size_the_stem_apart_from_the_stages() -> None:
+    from lightning_nas.nn.mutation import activate, freeze
+
+    options = {**SMALL, "width_multipliers": [1.0, 2.0], "stem_channels": 16, "stage_channels": [16, 32]}
+    follows = HybridConvNetSpace((1, 28, 28), 10, **options)
+    fixed = HybridConvNetSpace((1, 28, 28), 10, stem_multipliers=[1.0], **options)
+    searched = HybridConvNetSpace((1, 28, 28), 10, stem_multipliers=[0.5, 1.0], **options)
+    assert "stem_mult" not in follows.decisions and "stem_mult" not in fixed.decisions
+    assert list(searched.decisions["stem_mult"].candidates) == [0.5, 1.0]
+    wide = {"width_mult": 2.0, "stage0/block0/type": "conv", "stage1/block0/type": "conv"}
+
+    def stem_and_stages(space: HybridConvNetSpace, **values: object) -> list[int]:
+        arch = {label: values.get(label, wide.get(label, choice.candidates[0]))
+                for label, choice in space.decisions.items()}
+        return [m.out_channels for m in space.build(arch).modules() if isinstance(m, nn.Conv2d)]
+
+    assert stem_and_stages(follows) == [32, 32, 64]
+    assert stem_and_stages(fixed) == [16, 32, 64]  # width 2 leaves the stem at 16
+    assert stem_and_stages(searched, stem_mult=0.5) == [8, 32, 64]
+    supernet = searched.supernet().eval()
+    x = torch.randn(2, 1, 28, 28)
+    for stem_mult in (0.5, 1.0):
+        arch = {label: wide.get(label, choice.candidates[0]) for label, choice in searched.decisions.items()}
+        arch["stem_mult"] = stem_mult
+        activate(supernet, arch)
+        subnet = freeze(supernet, arch, share_weights=True).eval()
+        assert torch.allclose(supernet(x), subnet(x), atol=1e-5)
+    with pytest.raises(ValueError, match="stem_multipliers"):
+        HybridConvNetSpace((1, 28, 28), 10, stem_multipliers=[0.0], **SMALL)

@@ -86,7 +86,7 @@ class EfficientConvNetSpace(SearchSpace):
         se_ratios: squeeze-excite widths relative to the block input, in [0, 1); 0 disables it.
         resolutions: input heights to search; None derives them from the input height
             (see :func:`default_resolutions`).
-        stem_channels: stem width at ``width_mult`` 1.
+        stem_channels: stem width at ``width_mult`` 1 (or at ``stem_mult`` 1, see ``stem_multipliers``).
         stage_channels: output width of each stage at ``width_mult`` 1.
         stage_depths: blocks per stage at ``depth_mult`` 1.
         stage_strides: stride (1 or 2) of the first block of each stage.
@@ -100,6 +100,11 @@ class EfficientConvNetSpace(SearchSpace):
             10%; MBConv's expanded width follows its input's). XNNPACK's float32 kernels on AVX-512 work on
             16 channels at a time: 16 there makes no width pay for padding (networks with a 24-channel
             ResNet block at 14x14 ran 1.2-1.4x slower per MAC than with 16 or 32 channels there).
+        stem_multipliers: the stem's own width multipliers, each in (0, 4]: a decision ``stem_mult`` (none
+            for a single value, which fixes the stem at ``stem_channels`` times it). None: the stem follows
+            ``width_mult`` like every stage. On 28x28 inputs the stem runs at full resolution, so its width
+            costs latency out of proportion to its MACs (XNNPACK: a 32-channel stem took 0.2x of the 2-conv
+            CNN's time, 16 channels half of it; README).
 
     Example:
         >>> space = EfficientConvNetSpace((1, 8, 8), 10)
@@ -129,6 +134,7 @@ class EfficientConvNetSpace(SearchSpace):
         dropout: float = 0.0,
         pool_size: int = 1,
         channel_divisor: int = 8,
+        stem_multipliers: Sequence[float] | None = None,
     ) -> None:
         super().__init__(input_shape, num_classes)
         if not _is_int(pool_size) or pool_size < 1:
@@ -141,6 +147,9 @@ class EfficientConvNetSpace(SearchSpace):
         )
         self.depth_multipliers = _numbers(
             "depth_multipliers", depth_multipliers, _multiplier, "numbers in (0, 4]"
+        )
+        self.stem_multipliers = None if stem_multipliers is None else _numbers(
+            "stem_multipliers", stem_multipliers, _multiplier, "numbers in (0, 4]"
         )
         self.se_ratios = _numbers("se_ratios", se_ratios, lambda v: 0 <= v < 1, "numbers in [0, 1)")
         self.kernel_sizes = _ints("kernel_sizes", kernel_sizes, "odd positive ints", odd=True)
@@ -199,7 +208,8 @@ class EfficientConvNetSpace(SearchSpace):
     def construct(self) -> nn.Module:
         width = choice(self.width_multipliers, "width_mult")
         depth = choice(self.depth_multipliers, "depth_mult")
-        stem_width = make_divisible(width * self.stem_channels, self.channel_divisor)
+        stem_mult = width if self.stem_multipliers is None else choice(self.stem_multipliers, "stem_mult")
+        stem_width = make_divisible(stem_mult * self.stem_channels, self.channel_divisor)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         layers["resize"] = Resize(choice(self.resolutions, "resolution"), self.aspect)
         layers["stem"] = conv_norm_act(

@@ -94,6 +94,7 @@ class HybridConvNetSpace(EfficientConvNetSpace):
         decision_scope: str = "block",
         pool_size: int = 1,
         channel_divisor: int = 8,
+        stem_multipliers: Sequence[float] | None = None,
     ) -> None:
         if decision_scope not in DECISION_SCOPES:
             raise ValueError(f"decision_scope must be one of {list(DECISION_SCOPES)}, got {decision_scope!r}")
@@ -103,7 +104,7 @@ class HybridConvNetSpace(EfficientConvNetSpace):
         super().__init__(input_shape, num_classes, width_multipliers, depth_multipliers, kernel_sizes, expansions,
                          se_ratios, resolutions, stem_channels, stage_channels, stage_depths, stage_strides,
                          stem_stride, head_channels, activation, dropout, pool_size=pool_size,
-                         channel_divisor=channel_divisor)
+                         channel_divisor=channel_divisor, stem_multipliers=stem_multipliers)
         if stage_stride_choices is None:
             self.stride_choices = [[s] for s in self.stage_strides]
         else:
